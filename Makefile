@@ -1,0 +1,37 @@
+# Two commands a user needs: `make demo` and `make test`.  Both create .venv on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PRESET ?= quick
+
+.PHONY: setup demo test test-fast figures compare bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+# Trains the quick comparison on offline data (cached in runs/) and writes figures/.
+demo: setup
+	$(PY) -m mixviz figures --preset $(PRESET) --out figures
+
+# The whole suite, notebooks included.
+test: setup
+	$(PY) -m pytest -q
+
+# Everything but the slow end-to-end tests.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+compare: setup
+	$(PY) -m mixviz compare --preset $(PRESET) --out results/$(PRESET) --resume
+
+bench: setup
+	$(PY) -m mixviz bench
+
+clean:
+	rm -rf runs .pytest_cache .hypothesis .benchmarks
