@@ -1,0 +1,3 @@
+from mixviz.cli import main
+
+raise SystemExit(main())

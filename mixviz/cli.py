@@ -1,0 +1,201 @@
+"""The ``mixviz`` command: ``mixviz train | compare | figures | bench``."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main", "build_parser"]
+
+
+def _option(text: str) -> tuple[str, Any]:
+    """Parse ``key=value``; the value as a Python literal when it is one."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        parsed: Any = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        parsed = value
+    return key.strip(), parsed
+
+
+def _add_train_arguments(p: argparse.ArgumentParser) -> None:
+    from mixviz.train import AMP_MODES, LOSSES, OPTIMIZERS, SCHEDULERS, TrainConfig
+
+    d = TrainConfig.__dataclass_fields__
+    g = p.add_argument_group("what to train")
+    g.add_argument("--dataset", default=d["dataset"].default,
+                   help="data set: moons, spirals, digits, clutter (offline); cifar10, cifar100, stl10, imagefolder "
+                        "(need files or --download). Default: %(default)s")
+    g.add_argument("--model", default=d["model"].default,
+                   help="mlp (2-D points), smallcnn, preact_resnet18, or a torchvision ResNet name. Default: %(default)s")
+    g.add_argument("--policy", default=d["policy"].default,
+                   help="mixing policy: none, mixup, cutmix, fmix, resizemix, gridmix, smoothmix, average, "
+                        "saliencymix, puzzlemix. Default: %(default)s")
+    g.add_argument("--loss", default=d["loss"].default, choices=LOSSES,
+                   help="ce: plain cross-entropy; mixup_ce: mixup cross-entropy; dm: Decoupled Mixup; "
+                        "midpoint: soft labels for the average policy. Default: %(default)s")
+    g.add_argument("--alpha", type=float, default=d["alpha"].default,
+                   help="Beta(alpha, alpha) parameter of the mixing ratio. Default: %(default)s")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=d["epochs"].default, help="passes over the data. Default: %(default)s")
+    g.add_argument("--batch-size", type=int, default=d["batch_size"].default,
+                   help="samples per step (global, over all processes). Default: %(default)s")
+    g.add_argument("--lr", type=float, default=d["lr"].default, help="peak learning rate. Default: %(default)s")
+    g.add_argument("--optimizer", default=d["optimizer"].default, choices=OPTIMIZERS,
+                   help="Default: %(default)s (with Nesterov momentum)")
+    g.add_argument("--momentum", type=float, default=d["momentum"].default, help="SGD momentum. Default: %(default)s")
+    g.add_argument("--weight-decay", type=float, default=d["weight_decay"].default,
+                   help="weight decay on weights (not on biases and norms). Default: %(default)s")
+    g.add_argument("--scheduler", default=d["scheduler"].default, choices=SCHEDULERS,
+                   help="learning-rate schedule, stepped every batch. Default: %(default)s")
+    g.add_argument("--warmup-epochs", type=int, default=d["warmup_epochs"].default,
+                   help="linear warm-up epochs. Default: %(default)s")
+    g.add_argument("--seed", type=int, default=d["seed"].default,
+                   help="seed of every random draw (data order, augmentation, mixing). Default: %(default)s")
+    g = p.add_argument_group("options passed to the parts (repeatable KEY=VALUE)")
+    g.add_argument("--policy-option", action="append", type=_option, default=[], metavar="KEY=VALUE",
+                   help="e.g. --policy-option correct_lam=False")
+    g.add_argument("--loss-option", action="append", type=_option, default=[], metavar="KEY=VALUE",
+                   help="e.g. --loss-option eta=0.1 --loss-option mode=less")
+    g.add_argument("--dataset-option", action="append", type=_option, default=[], metavar="KEY=VALUE",
+                   help="e.g. --dataset-option n_train=2000")
+    g.add_argument("--model-option", action="append", type=_option, default=[], metavar="KEY=VALUE",
+                   help="e.g. --model-option width=64")
+    g = p.add_argument_group("where and how")
+    g.add_argument("--device", default=d["device"].default,
+                   help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps. Default: %(default)s")
+    g.add_argument("--amp", default=d["amp"].default, choices=AMP_MODES,
+                   help="bf16 autocast: auto = on for CUDA only. Default: %(default)s")
+    g.add_argument("--no-augment", dest="augment", action="store_false", default=None,
+                   help="turn off random crop and flip (on by default for natural-image sets)")
+    g.add_argument("--data-root", default=None, help="where online data sets live (default ~/.cache/mixviz/data)")
+    g.add_argument("--download", action="store_true", help="download CIFAR/STL-10 if missing")
+    g.add_argument("--num-workers", type=int, default=d["num_workers"].default,
+                   help="DataLoader workers for folder data sets. Default: %(default)s")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def _config_from_args(args: argparse.Namespace) -> Any:
+    from mixviz.train import TrainConfig
+
+    return TrainConfig(
+        dataset=args.dataset, model=args.model, policy=args.policy, loss=args.loss, alpha=args.alpha,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+        momentum=args.momentum, weight_decay=args.weight_decay, scheduler=args.scheduler,
+        warmup_epochs=args.warmup_epochs, seed=args.seed, device=args.device, amp=args.amp,
+        augment=args.augment, policy_options=dict(args.policy_option), loss_options=dict(args.loss_option),
+        dataset_options=dict(args.dataset_option), model_options=dict(args.model_option),
+        data_root=args.data_root, download=args.download, num_workers=args.num_workers, progress=args.progress,
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from mixviz import runs
+    from mixviz.train import _dist_info, fit
+
+    config = _config_from_args(args)
+    distributed = _init_distributed()
+    try:
+        if args.out is not None:
+            run = fit(replace(config, out_dir=args.out), resume=args.resume)
+        elif distributed:
+            path = runs.run_dir(config, args.runs)
+            run = fit(replace(config, out_dir=str(path)), resume=True)
+        else:
+            run = runs.load_or_train(config, args.runs, retrain=args.retrain)
+        rank, _ = _dist_info()
+        if rank == 0:
+            shown = {k: run.metrics[k] for k in ("test_acc", "nll", "ece", "mixed_top1", "mixed_top2",
+                                                  "sec_per_epoch", "epochs", "device") if k in run.metrics}
+            print(json.dumps(shown, indent=2, default=str))
+            if run.path is not None:
+                print(f"run stored in {run.path}")
+    finally:
+        if distributed:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    return 0
+
+
+def _init_distributed() -> bool:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    import torch
+    import torch.distributed as dist
+
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    return True
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mixviz",
+        description="Train classifiers with mixup policies and the Decoupled Mixup loss, compare them, "
+                    "and draw the pictures that show what each does.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("train", help="train one configuration (cached in the run store)",
+                       description="Train one configuration. Runs are stored under runs/<id>/ (or $MIXVIZ_RUNS) "
+                                   "keyed by a hash of the configuration: a finished run is loaded, not trained "
+                                   "again, and an interrupted one resumes from its last checkpoint. Under torchrun "
+                                   "(torchrun --nproc_per_node N -m mixviz train ...) it trains with "
+                                   "DistributedDataParallel.")
+    _add_train_arguments(p)
+    g = p.add_argument_group("run store")
+    g.add_argument("--runs", default=None, help="root of the run store (default runs/ or $MIXVIZ_RUNS)")
+    g.add_argument("--retrain", action="store_true", help="train again even if the run is stored")
+    g.add_argument("--out", default=None,
+                   help="train into this directory instead of the run store (checkpoints, history, metrics)")
+    g.add_argument("--resume", action="store_true", help="with --out: continue from the checkpoint there")
+    p.set_defaults(func=_cmd_train)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+# Commands defined in other modules register themselves here (compare, figures, bench).
+_EXTRA_COMMANDS: list[Any] = []
+
+
+def _load_extra_commands() -> None:
+    import importlib
+
+    for module in ("mixviz.experiments", "mixviz.figures", "mixviz.bench"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name == module:
+                continue  # command not built in this version
+            raise
+        register = getattr(mod, "register_command", None)
+        if register is not None and register not in _EXTRA_COMMANDS:
+            _EXTRA_COMMANDS.append(register)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _load_extra_commands()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"mixviz {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

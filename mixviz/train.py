@@ -1,0 +1,528 @@
+"""The training loop: one readable ``fit(config)``.
+
+Every knob is a field of :class:`TrainConfig`.  A step is::
+
+    x, y  = next batch (on the device; augmented there)
+    mixed = mixing.mix(policy, x, y, alpha, generator, model)   # -> MixedBatch
+    loss  = criterion(model(mixed.inputs), mixed)               # losses.build(...)
+    loss.backward(); optimizer.step(); scheduler.step()
+
+In-memory datasets (everything but ``imagefolder``) are moved to the device
+once and cut into batches there; folder datasets go through a DataLoader.
+On CUDA the step runs under bf16 autocast with channels_last tensors.  A
+checkpoint is written atomically at the end of every epoch; ``fit(config,
+resume=True)`` continues from it and ends with exactly the weights of an
+unbroken run (same seed, CPU): model, optimizer, scheduler, loss state and
+every random state are restored.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+import mixviz
+from mixviz._validation import check_choice, check_positive
+from mixviz.augment import random_crop_flip
+from mixviz.ioutil import atomic_torch_save, atomic_write_json, atomic_write_text
+
+__all__ = ["TrainConfig", "Run", "fit", "resolve_device", "evaluate"]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("cosine", "none")
+AMP_MODES = ("auto", "bf16", "off")
+LOSSES = ("ce", "mixup_ce", "dm", "midpoint")
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run.
+
+    Two configs that are equal train the same run; :func:`mixviz.runs.config_id`
+    hashes the fields that change the result (not ``progress``, ``out_dir``,
+    ``num_workers``, ``data_root`` or ``download``).
+    """
+
+    dataset: str = "clutter"
+    model: str = "smallcnn"
+    policy: str = "none"
+    loss: str = "ce"
+    alpha: float = 1.0
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    scheduler: str = "cosine"
+    warmup_epochs: int = 0
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"
+    augment: bool | None = None
+    eval_policy: str = "auto"
+    eval_alpha: float = 1.0
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)
+    policy_options: dict[str, Any] = field(default_factory=dict)
+    loss_options: dict[str, Any] = field(default_factory=dict)
+    out_dir: str | None = None
+    data_root: str | None = None
+    download: bool = False
+    num_workers: int = 2
+    progress: bool = True
+
+    # Fields that do not change what is trained: left out of the run id.
+    NOT_IDENTITY = ("out_dir", "data_root", "download", "num_workers", "progress")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field; raise ``ValueError``/``TypeError`` naming it."""
+        from mixviz import data, mixing, models
+
+        check_choice("dataset", self.dataset, data.available())
+        check_choice("model", self.model, models.available())
+        check_choice("policy", self.policy, mixing.available())
+        check_choice("loss", self.loss, LOSSES)
+        check_positive("alpha", self.alpha)
+        check_positive("epochs", self.epochs, integer=True)
+        check_positive("batch_size", self.batch_size, integer=True)
+        check_positive("lr", self.lr)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_positive("momentum", self.momentum, allow_zero=True)
+        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        check_choice("scheduler", self.scheduler, SCHEDULERS)
+        check_positive("warmup_epochs", self.warmup_epochs, allow_zero=True, integer=True)
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs must be < epochs ({self.epochs}), got {self.warmup_epochs}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
+        if not isinstance(self.device, str) or not (
+            self.device in ("auto", "cpu", "mps", "cuda") or self.device.startswith("cuda:")
+        ):
+            raise ValueError(f"device must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'; got {self.device!r}")
+        check_choice("amp", self.amp, AMP_MODES)
+        if self.augment is not None and not isinstance(self.augment, bool):
+            raise TypeError(f"augment must be True, False or None (the dataset's default), got {self.augment!r}")
+        if self.eval_policy != "auto":
+            check_choice("eval_policy", self.eval_policy, mixing.available())
+        check_positive("eval_alpha", self.eval_alpha)
+        for name in ("dataset_options", "model_options", "policy_options", "loss_options"):
+            if not isinstance(getattr(self, name), dict):
+                raise TypeError(f"{name} must be a dict, got {type(getattr(self, name)).__name__}")
+        check_positive("num_workers", self.num_workers, allow_zero=True, integer=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that decide the result (what the run store hashes)."""
+        return {k: v for k, v in asdict(self).items() if k not in self.NOT_IDENTITY}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
+        return cls(**values)
+
+
+@dataclass
+class Run:
+    """A trained run: the model, its per-epoch history and final metrics."""
+
+    config: TrainConfig
+    model: nn.Module
+    history: pd.DataFrame
+    metrics: dict[str, Any]
+    path: Path | None = None
+    criterion: nn.Module | None = None
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> cuda if available, else mps, else cpu."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device is {device!r} but CUDA is not available here; use device='auto' or 'cpu'")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device is 'mps' but MPS is not available here; use device='auto' or 'cpu'")
+    return torch.device(device)
+
+
+# ----------------------------------------------------------------------------
+# data on the device
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [0, 1]; float tensors unchanged."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
+
+class _DeviceBatches:
+    """Batches of an in-memory dataset, kept on the device.
+
+    The order of epoch ``e`` is a permutation drawn from a CPU generator seeded
+    by ``(seed, e)``, so it needs no saved state; under torch.distributed each
+    rank takes its own stride of it.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
+                 device: torch.device, rank: int = 0, world: int = 1) -> None:
+        self.images = images.to(device)
+        self.labels = labels.to(device)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.device = device
+        self.rank, self.world = rank, world
+        per_rank = len(labels) // world
+        self.steps = per_rank // batch_size if per_rank >= batch_size else 1
+        self.per_rank = min(per_rank, self.steps * batch_size)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.labels), generator=g)[self.rank::self.world][: self.per_rank]
+        order = order.to(self.device)
+        for s in range(self.steps):
+            idx = order[s * self.batch_size:(s + 1) * self.batch_size]
+            yield self.images[idx], self.labels[idx]
+
+
+class _LoaderBatches:
+    """Batches of a folder dataset through a DataLoader (workers decode images)."""
+
+    def __init__(self, dataset: Any, batch_size: int, seed: int, device: torch.device,
+                 num_workers: int, rank: int = 0, world: int = 1) -> None:
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.seed = seed
+        self.device = device
+        self.num_workers = num_workers
+        self.rank, self.world = rank, world
+        self.steps = max(1, len(dataset) // world // batch_size)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.dataset), generator=g)[self.rank::self.world]
+        order = order[: self.steps * self.batch_size].tolist()
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(self.dataset, order), batch_size=self.batch_size, shuffle=False,
+            num_workers=self.num_workers, pin_memory=self.device.type == "cuda", drop_last=False,
+            persistent_workers=False,
+        )
+        for x, y in loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+def _eval_arrays(dataset: Any, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole evaluation set as (images, labels) tensors."""
+    if hasattr(dataset, "images"):
+        images, labels = dataset.images, dataset.labels
+    else:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=256, shuffle=False)
+        parts = [(x, y) for x, y in loader]
+        images = torch.cat([p[0] for p in parts])
+        labels = torch.cat([p[1] for p in parts])
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    return images, labels
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 512,
+             device: torch.device | None = None, amp: bool = False) -> torch.Tensor:
+    """Logits of ``model`` (in eval mode) on ``images``, float32, on the device."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for start in range(0, len(images), batch_size):
+            x = _as_float(images[start:start + batch_size].to(device))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                out.append(model(_maybe_channels_last(x, amp)).float())
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, device=device)
+
+
+def _maybe_channels_last(x: torch.Tensor, on: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if on and x.dim() == 4 else x
+
+
+# ----------------------------------------------------------------------------
+# the pieces of a run
+
+
+def _build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.dim() <= 1 else decay).append(p)  # no weight decay on BN and biases
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.lr)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def _build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer,
+                     steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    total = config.epochs * steps_per_epoch
+    warm = config.warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if config.scheduler == "none":
+            return 1.0
+        progress = (step - warm) / max(1, total - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _eval_policy(config: TrainConfig, points: bool) -> str:
+    if config.eval_policy != "auto":
+        return config.eval_policy
+    return "mixup" if points else "cutmix"
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _rng_state(gen: torch.Generator) -> dict[str, Any]:
+    state = {"gen": gen.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
+    gen.set_state(state["gen"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----------------------------------------------------------------------------
+# fit
+
+
+def fit(config: TrainConfig, resume: bool = False, *,
+        on_step: Callable[[int, int], None] | None = None) -> Run:
+    """Train ``config`` and return the :class:`Run`.
+
+    ``resume=True`` continues from ``<out_dir>/checkpoint.pt`` when it exists
+    (and starts afresh when it does not).  ``on_step(epoch, step)`` is called
+    after every optimizer step (progress hooks, fault-injection in tests).
+    Under ``torch.distributed`` (``torchrun``) the model is wrapped in
+    DistributedDataParallel, each rank trains on its own shard of every epoch
+    and only rank 0 writes files.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    config.validate()
+    if resume and config.out_dir is None:
+        raise ValueError("resume=True needs config.out_dir (where the checkpoint lives)")
+    from mixviz import data, losses, metrics, mixing, models
+
+    rank, world = _dist_info()
+    device = resolve_device(config.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(device)
+    amp = device.type == "cuda" and config.amp != "off" or config.amp == "bf16"
+    torch.manual_seed(config.seed)
+
+    train_set = data.load(config.dataset, "train", root=config.data_root, download=config.download,
+                          **config.dataset_options)
+    test_set = data.load(config.dataset, "test", root=config.data_root, download=config.download,
+                         **config.dataset_options)
+    in_shape = tuple(train_set.in_shape)
+    points = len(in_shape) == 1
+    augment = (train_set.augment == "crop_flip") if config.augment is None else config.augment
+    if augment and points:
+        raise ValueError("augment=True needs image data; the dataset holds points")
+    channels_last = device.type == "cuda" and not points
+
+    model = models.build(config.model, train_set.num_classes, in_shape, mean=train_set.mean,
+                         std=train_set.std, **config.model_options).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    criterion = losses.build(config.loss, num_classes=train_set.num_classes, **config.loss_options).to(device)
+    if hasattr(train_set, "images"):
+        batches: Any = _DeviceBatches(train_set.images, train_set.labels, config.batch_size, config.seed,
+                                      device, rank, world)
+    else:
+        batches = _LoaderBatches(train_set, config.batch_size, config.seed, device, config.num_workers, rank, world)
+    optimizer = _build_optimizer(config, model)
+    scheduler = _build_scheduler(config, optimizer, len(batches))
+    gen = torch.Generator(device=device).manual_seed(config.seed * 7919 + rank)
+    train_model: nn.Module = model
+    if world > 1:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    out_dir = Path(config.out_dir) if config.out_dir is not None else None
+    writer = out_dir is not None and rank == 0
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if resume and out_dir is not None and (out_dir / CHECKPOINT).exists():
+        ckpt = torch.load(out_dir / CHECKPOINT, map_location=device, weights_only=False)
+        saved = TrainConfig.from_dict(ckpt["config"]).identity()
+        if saved != config.identity():
+            changed = sorted(k for k in saved if saved[k] != config.identity().get(k))
+            raise ValueError(f"the checkpoint in {out_dir} was made with another config (differs in: "
+                             f"{', '.join(changed)}); use a new out_dir or resume=False")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        criterion.load_state_dict(ckpt["criterion"])
+        _set_rng_state(gen, ckpt["rng"][rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
+        history = ckpt["history"]
+        start_epoch = ckpt["epoch"] + 1
+    if writer:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out_dir / "config.json", config.to_dict())
+
+    eval_images, eval_labels = _eval_arrays(test_set)
+    eval_images, eval_labels = eval_images.to(device), eval_labels.to(device)
+    eval_policy = _eval_policy(config, points)
+    policy_options = dict(config.policy_options)
+    dynamic = mixing.available()[config.policy] == "dynamic"
+
+    progress = None
+    if config.progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=config.epochs * len(batches), initial=start_epoch * len(batches),
+                        desc=f"{config.policy}/{config.loss}", unit="step", leave=False,
+                        disable=None)  # disable=None: off when not a TTY
+
+    previous_checks = mixviz.validation()
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            train_model.train()
+            loss_sum = torch.zeros((), device=device)
+            steps = 0
+            t0 = time.perf_counter()
+            for x, y in batches.epoch(epoch):
+                x = _as_float(x)
+                if augment:
+                    x = random_crop_flip(x, gen)
+                x = _maybe_channels_last(x, channels_last)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    mixed = mixing.mix(config.policy, x, y, alpha=config.alpha, generator=gen,
+                                       model=model if dynamic else None, **policy_options)
+                    logits = train_model(mixed.inputs)
+                loss = criterion(logits.float(), mixed)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss.detach()
+                steps += 1
+                if steps == 1 and epoch == start_epoch:
+                    mixviz.validation(False)  # value checks passed once: no more host syncs
+                if progress is not None:
+                    progress.update(1)
+                if on_step is not None:
+                    on_step(epoch, steps)
+            if hasattr(criterion, "epoch_end"):
+                criterion.epoch_end()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            train_sec = time.perf_counter() - t0
+            if world > 1:
+                dist.all_reduce(loss_sum)
+                loss_sum /= world
+            row = _evaluate_epoch(model, eval_images, eval_labels, eval_policy, config, amp, metrics)
+            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                   "train_loss": float(loss_sum) / max(1, steps), **row,
+                   "epoch_sec": train_sec, "images_per_sec": steps * config.batch_size * world / train_sec}
+            history.append(row)
+            if writer:
+                atomic_torch_save({
+                    "config": config.to_dict(), "epoch": epoch, "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "criterion": criterion.state_dict(), "rng": _gather_rng(gen, world),
+                    "history": history,
+                }, out_dir / CHECKPOINT)
+                atomic_write_text(out_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
+            elif world > 1:
+                _gather_rng(gen, world)
+    finally:
+        mixviz.validation(bool(previous_checks))
+        if progress is not None:
+            progress.close()
+
+    hist = pd.DataFrame(history)
+    final = _final_metrics(model, eval_images, eval_labels, config, amp, metrics, hist, eval_policy)
+    final.update(device=str(device), world_size=world,
+                 params=sum(p.numel() for p in model.parameters()))
+    if writer:
+        atomic_write_json(out_dir / "metrics.json", final)
+    return Run(config=config, model=model, history=hist, metrics=final, path=out_dir, criterion=criterion)
+
+
+def _gather_rng(gen: torch.Generator, world: int) -> Any:
+    """Every rank's random state (a list under torch.distributed)."""
+    state = _rng_state(gen)
+    if world == 1:
+        return state
+    states: list[Any] = [None] * world
+    dist.all_gather_object(states, state)
+    return states
+
+
+def _evaluate_epoch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eval_policy: str,
+                    config: TrainConfig, amp: bool, metrics: Any) -> dict[str, float]:
+    logits = evaluate(model, images, labels, amp=amp)
+    row = metrics.summary(logits, labels)
+    mixed = metrics.mixed_evaluation(model, images, labels, policy=eval_policy, alpha=config.eval_alpha,
+                                     seed=config.seed)
+    return {"test_acc": row["test_acc"], "test_nll": row["nll"], "test_ece": row["ece"], **mixed}
+
+
+def _final_metrics(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
+                   amp: bool, metrics: Any, hist: pd.DataFrame, eval_policy: str) -> dict[str, Any]:
+    logits = evaluate(model, images, labels, amp=amp)
+    final: dict[str, Any] = dict(metrics.summary(logits, labels))
+    last = hist.iloc[-1]
+    final.update(mixed_top1=float(last["mixed_top1"]), mixed_top2=float(last["mixed_top2"]),
+                 eval_policy=eval_policy, epochs=int(len(hist)),
+                 sec_per_epoch=float(hist["epoch_sec"].median()),
+                 images_per_sec=float(hist["images_per_sec"].median()),
+                 dataset=config.dataset, model=config.model, policy=config.policy, loss=config.loss,
+                 seed=config.seed)
+    return final
