@@ -285,8 +285,9 @@ def mixed_evaluation(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     scores are :func:`mixed_topk_accuracy` over the whole set.
 
     The model is put in eval mode and restored afterwards.  The forward pass
-    runs under ``torch.no_grad``; the mixing step does not, since dynamic
-    policies need the gradient of the input.
+    runs under ``torch.no_grad``; the mixing step runs with gradients enabled
+    (even inside a caller's ``no_grad``), since dynamic policies need the
+    gradient of the input.
 
     Args:
         model: a classifier returning [B, C] logits.
@@ -311,7 +312,7 @@ def mixed_evaluation(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
         raise ValueError(f"labels must be on the images' device {images.device}, got {labels.device}")
     if not isinstance(policy, str):
         raise TypeError(f"policy must be a str, got {type(policy).__name__}")
-    check_positive("alpha", alpha, allow_zero=True)
+    check_positive("alpha", alpha)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     check_positive("batch_size", batch_size, integer=True)
@@ -329,7 +330,8 @@ def mixed_evaluation(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
         for start in range(0, images.shape[0], batch_size):
             x = _as_unit_float(images[start:start + batch_size])
             y = labels[start:start + batch_size]
-            mixed = mix(policy, x, y, alpha=alpha, generator=generator, model=model, **mix_options)
+            with torch.enable_grad():  # dynamic policies take the input gradient
+                mixed = mix(policy, x, y, alpha=alpha, generator=generator, model=model, **mix_options)
             with torch.no_grad():
                 logits.append(model(mixed.inputs.detach()).float())
             y_a.append(mixed.y_a)
@@ -360,6 +362,14 @@ def _check_mixed(mixed: Any, object_masks: Any) -> None:
             raise ValueError(f"object_masks must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
 
 
+def _partner_in_place(policy: str) -> bool:
+    """False for policies that paste a rescaled partner (ResizeMix)."""
+    from mixviz.mixing import POLICIES
+
+    info = POLICIES.get(policy)
+    return True if info is None else info.exact_lerp
+
+
 def object_visibility(mixed: MixedBatch, object_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The fraction of each mixed sample's two objects that is visible.
 
@@ -373,11 +383,13 @@ def object_visibility(mixed: MixedBatch, object_masks: torch.Tensor) -> tuple[to
     whole but faded, and their visibility is defined as ``lam`` and ``1 - lam``.
     An empty object mask gives NaN.
 
-    The formula assumes the partner's pixels stay in place, as in CutMix,
-    FMix, GridMix, SaliencyMix and mixup.  It does not hold for policies that
-    move or rescale pixels (ResizeMix pastes a shrunk copy of the whole
-    partner image; PuzzleMix transports patches): for those the numbers say
-    how much of the *original object area* each source covers.
+    The formula assumes the partner's pixels stay in place (every policy
+    whose ``policy_info(...).exact_lerp`` is true: CutMix, FMix, GridMix,
+    SmoothMix, SaliencyMix, PuzzleMix without transport).  ResizeMix pastes a
+    shrunk copy of the *whole* partner image, so its partner object is whole
+    (only smaller): ``vis_b`` is 1 when any pixel comes from the partner and 0
+    otherwise; ``vis_a`` uses the formula above.  Batches whose ``policy`` is
+    not a registered name are treated as in-place.
 
     Args:
         mixed: the :class:`~mixviz.mixing.MixedBatch` made from the batch whose
@@ -396,7 +408,11 @@ def object_visibility(mixed: MixedBatch, object_masks: torch.Tensor) -> tuple[to
     obj_b = obj_a[mixed.index]
     m = mixed.mask.to(device=obj_a.device, dtype=torch.float32)
     vis_a = (m * obj_a).sum(dim=(1, 2, 3)) / obj_a.sum(dim=(1, 2, 3))
-    vis_b = ((1.0 - m) * obj_b).sum(dim=(1, 2, 3)) / obj_b.sum(dim=(1, 2, 3))
+    if _partner_in_place(mixed.policy):
+        vis_b = ((1.0 - m) * obj_b).sum(dim=(1, 2, 3)) / obj_b.sum(dim=(1, 2, 3))
+    else:
+        vis_b = ((1.0 - m).sum(dim=(1, 2, 3)) > 0).to(torch.float32)
+        vis_b = torch.where(obj_b.sum(dim=(1, 2, 3)) > 0, vis_b, torch.nan)
     return vis_a, vis_b
 
 

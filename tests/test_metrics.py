@@ -298,6 +298,21 @@ def test_label_mismatch_small_shares_and_equal_labels():
     assert out["rate"] == 0.0
 
 
+@pytest.mark.parametrize("policy", ["cutmix", "fmix", "gridmix", "smoothmix", "resizemix", "mixup", "average"])
+def test_visibility_of_objects_covering_the_image_is_the_area_share(policy):
+    """With whole-image objects the visible share of object a is the mask mean = lam (exact lerps)."""
+    mix = _require_mix()
+    x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(6)
+    mixed = mix(policy, x, y, alpha=1.0, generator=torch.Generator().manual_seed(4))
+    vis_a, vis_b = metrics.object_visibility(mixed, torch.ones(6, 1, 8, 8))
+    torch.testing.assert_close(vis_a, mixed.lam.float())
+    if policy == "resizemix":  # the whole partner is pasted, shrunk
+        assert vis_b.tolist() == [1.0] * 6
+    else:
+        torch.testing.assert_close(vis_b, 1 - mixed.lam.float())
+
+
 def test_visibility_argument_errors():
     objects, mask = _hand_made()
     mixed = _batch(mask, [0.5, 0.5], [1, 0], [0, 1], [1, 0])
@@ -366,6 +381,22 @@ def test_mixed_evaluation_same_seed_same_result():
     want = metrics.mixed_topk_accuracy(logits, torch.cat([b.y_a for b in batches]),
                                        torch.cat([b.y_b for b in batches]))
     assert (first["mixed_top1"], first["mixed_top2"]) == pytest.approx(want, nan_ok=True)
+
+
+def test_mixed_evaluation_dynamic_policy_restores_mode_and_needs_no_outer_grad():
+    _require_mix()
+    from mixviz.models import build
+
+    model = build("smallcnn", 3, (3, 8, 8), width=4).train()
+    g = torch.Generator().manual_seed(2)
+    images = (torch.rand(6, 3, 8, 8, generator=g) * 255).to(torch.uint8)
+    labels = torch.randint(0, 3, (6,), generator=g)
+    with torch.no_grad():  # a caller's no_grad must not break the saliency step
+        out = metrics.mixed_evaluation(model, images, labels, policy="saliencymix", batch_size=3)
+    assert model.training
+    assert 0.0 <= out["mixed_top1"] <= 1.0
+    assert set(out) == {"mixed_top1", "mixed_top2"}
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_mixed_evaluation_argument_errors():
