@@ -1,0 +1,72 @@
+"""Mixing policies: every way of turning a batch into a :class:`MixedBatch`.
+
+>>> import torch
+>>> from mixviz import mixing
+>>> x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
+>>> gen = torch.Generator().manual_seed(0)
+>>> batch = mixing.mix("cutmix", x, y, alpha=1.0, generator=gen)
+>>> bool(torch.equal(batch.lam, batch.mask.mean((1, 2, 3))))
+True
+>>> sorted(mixing.available().items())[:2]
+[('average', 'static'), ('cutmix', 'static')]
+
+Static policies (:mod:`.static`): ``none``, ``mixup``, ``cutmix``, ``fmix``,
+``resizemix``, ``gridmix``, ``smoothmix``, ``average``.  Dynamic policies
+(:mod:`.dynamic`, need ``model=``): ``saliencymix``, ``puzzlemix``.
+``POLICIES[name]`` describes each one (kind, mask, 4-D images, options).
+"""
+
+from __future__ import annotations
+
+from mixviz.mixing.batch import MixedBatch
+from mixviz.mixing.dynamic import (
+    graph_cut_masks,
+    input_gradient_saliency,
+    puzzlemix,
+    saliencymix,
+    spectral_residual_saliency,
+)
+from mixviz.mixing.registry import POLICIES, Mix, PolicyInfo, available, mix, policy_info
+from mixviz.mixing.static import (
+    average,
+    box_mask,
+    cutmix,
+    fmix,
+    fourier_mask,
+    gaussian_mask,
+    grid_mask,
+    gridmix,
+    mixup,
+    none,
+    resizemix,
+    sample_beta,
+    smoothmix,
+)
+
+__all__ = [
+    "MixedBatch",
+    "mix",
+    "available",
+    "Mix",
+    "POLICIES",
+    "PolicyInfo",
+    "policy_info",
+    "none",
+    "mixup",
+    "average",
+    "cutmix",
+    "fmix",
+    "resizemix",
+    "gridmix",
+    "smoothmix",
+    "saliencymix",
+    "puzzlemix",
+    "sample_beta",
+    "box_mask",
+    "fourier_mask",
+    "grid_mask",
+    "gaussian_mask",
+    "input_gradient_saliency",
+    "spectral_residual_saliency",
+    "graph_cut_masks",
+]

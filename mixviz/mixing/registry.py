@@ -1,0 +1,194 @@
+"""The policy registry, the one entry point :func:`mix`, and the
+torchvision-style :class:`Mix` callable."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import torch
+
+from mixviz._validation import check_choice, check_labels, check_positive
+from mixviz.mixing import dynamic, static
+from mixviz.mixing.batch import MixedBatch
+
+__all__ = ["PolicyInfo", "POLICIES", "available", "policy_info", "mix", "Mix"]
+
+# Arguments every policy function takes; the rest of its keyword-only
+# parameters are its policy options.
+_COMMON = ("alpha", "generator", "per_sample", "model")
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    """What a policy is, for tables, figures and notebooks.
+
+    Attributes:
+        name: the name passed to :func:`mix`.
+        kind: ``"static"`` (data and random draws only) or ``"dynamic"``
+            (looks at the model or the image content).
+        has_mask: the batch carries a pixel mask ([B, 1, H, W]).
+        needs_images: needs a 4-D image batch [B, C, H, W]; otherwise any
+            [B, ...] input (e.g. 2-D points) works.
+        needs_model: needs ``model=`` (with its default options).
+        exact_lerp: ``inputs == mask * x + (1 - mask) * x[index]`` (or the
+            lam-weighted average without a mask); False for ``resizemix``,
+            which pastes a resized copy of the partner.
+        summary: one line on what it does.
+        fn: the policy function in :mod:`~mixviz.mixing.static` or
+            :mod:`~mixviz.mixing.dynamic`.
+    """
+
+    name: str
+    kind: str
+    has_mask: bool
+    needs_images: bool
+    needs_model: bool
+    exact_lerp: bool
+    summary: str
+    fn: Callable[..., MixedBatch]
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The policy's own options and their defaults."""
+        params = inspect.signature(self.fn).parameters.values()
+        return {p.name: p.default for p in params
+                if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in _COMMON}
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain row (no function) for a pandas table."""
+        return {"name": self.name, "kind": self.kind, "has_mask": self.has_mask,
+                "needs_images": self.needs_images, "needs_model": self.needs_model,
+                "exact_lerp": self.exact_lerp, "options": self.options, "summary": self.summary}
+
+
+def _info(name: str, kind: str, fn: Callable[..., MixedBatch], *, mask: bool, images: bool,
+          model: bool = False, exact: bool = True, summary: str) -> PolicyInfo:
+    return PolicyInfo(name, kind, mask, images, model, exact, summary, fn)
+
+
+POLICIES: Mapping[str, PolicyInfo] = MappingProxyType({p.name: p for p in (
+    _info("none", "static", static.none, mask=False, images=False,
+          summary="no mixing; lam = 1"),
+    _info("mixup", "static", static.mixup, mask=False, images=False,
+          summary="convex combination of the pair, lam ~ Beta(alpha, alpha)"),
+    _info("cutmix", "static", static.cutmix, mask=True, images=True,
+          summary="a random box from the partner, area 1 - lam"),
+    _info("fmix", "static", static.fmix, mask=True, images=True,
+          summary="binary mask from a thresholded low-frequency Fourier field"),
+    _info("resizemix", "static", static.resizemix, mask=True, images=True, exact=False,
+          summary="the whole partner, shrunk, pasted into a box"),
+    _info("gridmix", "static", static.gridmix, mask=True, images=True,
+          summary="a grid of cells, each from one image of the pair"),
+    _info("smoothmix", "static", static.smoothmix, mask=True, images=True,
+          summary="the partner through a soft Gaussian window"),
+    _info("average", "static", static.average, mask=False, images=False,
+          summary="plain average of the pair, lam = 0.5"),
+    _info("saliencymix", "dynamic", dynamic.saliencymix, mask=True, images=True, model=True,
+          summary="a box on the partner's saliency peak (input-gradient saliency)"),
+    _info("puzzlemix", "dynamic", dynamic.puzzlemix, mask=True, images=True, model=True,
+          summary="block mask from a graph cut keeping both images' salient blocks"),
+)})
+
+
+def available() -> dict[str, str]:
+    """``{name: "static" | "dynamic"}`` for every policy."""
+    return {name: info.kind for name, info in POLICIES.items()}
+
+
+def policy_info(policy: str) -> PolicyInfo:
+    """The :class:`PolicyInfo` of ``policy`` (ValueError if unknown)."""
+    if not isinstance(policy, str):
+        raise TypeError(f"policy must be a str, got {type(policy).__name__}")
+    check_choice("policy", policy, POLICIES)
+    return POLICIES[policy]
+
+
+def _check_options(info: PolicyInfo, options: Mapping[str, Any]) -> None:
+    unknown = sorted(set(options) - set(info.options))
+    if unknown:
+        allowed = ", ".join(info.options) or "none"
+        raise TypeError(f"unknown option(s) for policy {info.name!r}: {', '.join(map(repr, unknown))}; "
+                        f"allowed: {allowed}")
+
+
+def mix(policy: str, x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0,
+        generator: torch.Generator | None = None, model: torch.nn.Module | None = None,
+        per_sample: bool = True, **options: Any) -> MixedBatch:
+    """Mix a batch with the named policy and return a :class:`MixedBatch`.
+
+    Args:
+        policy: one of :func:`available` (``"none"``, ``"mixup"``,
+            ``"cutmix"``, ``"fmix"``, ``"resizemix"``, ``"gridmix"``,
+            ``"smoothmix"``, ``"average"``, ``"saliencymix"``, ``"puzzlemix"``).
+        x: float inputs [B, ...]; image policies need [B, C, H, W].
+        y: integer labels [B] on x's device.
+        alpha: ``lam ~ Beta(alpha, alpha)`` (> 0).
+        generator: a ``torch.Generator`` on x's device; the same seed gives
+            the same batch.
+        model: the network being trained; needed by the dynamic policies,
+            ignored by the static ones.
+        per_sample: one lam (and mask) per sample, or one for the batch.
+        **options: the policy's own options (``POLICIES[policy].options``),
+            e.g. ``correct_lam`` (every policy), ``decay_power`` (fmix),
+            ``scope`` (resizemix), ``grid`` (gridmix), ``saliency``
+            (saliencymix), ``block_num``/``beta``/``gamma``/``eta`` (puzzlemix).
+            Unknown names raise ``TypeError``.
+    """
+    info = policy_info(policy)
+    _check_options(info, options)
+    if info.kind == "dynamic":
+        options = {**options, "model": model}
+    return info.fn(x, y, alpha=alpha, generator=generator, per_sample=per_sample, **options)
+
+
+class Mix:
+    """A torchvision-style batch transform: ``Mix(policy, ...)(images,
+    labels) -> (mixed images, soft targets [B, num_classes])``, like
+    ``torchvision.transforms.v2.CutMix``.
+
+    The last :class:`MixedBatch` is kept in ``last_batch`` for users who want
+    lam, the mask or the partner index.  Dynamic policies need ``model=``.
+
+    >>> mixer = Mix("cutmix", alpha=1.0, num_classes=10)
+    >>> images, targets = mixer(torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]))
+    >>> targets.shape
+    torch.Size([4, 10])
+    """
+
+    def __init__(self, policy: str, alpha: float = 1.0, num_classes: int | None = None, *,
+                 generator: torch.Generator | None = None, model: torch.nn.Module | None = None,
+                 per_sample: bool = True, **options: Any) -> None:
+        info = policy_info(policy)
+        check_positive("alpha", alpha)
+        if num_classes is None:
+            raise ValueError("num_classes is required (the width of the soft targets)")
+        check_positive("num_classes", num_classes, integer=True)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        if info.needs_model and model is None and options.get("saliency") != "spectral":
+            raise ValueError(f"model is required for the dynamic policy {policy!r}")
+        _check_options(info, options)
+        self.policy = policy
+        self.alpha = alpha
+        self.num_classes = num_classes
+        self.generator = generator
+        self.model = model
+        self.per_sample = per_sample
+        self.options = dict(options)
+        self.last_batch: MixedBatch | None = None
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        check_labels("labels", labels, num_classes=self.num_classes)
+        batch = mix(self.policy, images, labels, alpha=self.alpha, generator=self.generator, model=self.model,
+                    per_sample=self.per_sample, **self.options)
+        self.last_batch = batch
+        return batch.inputs, batch.soft_targets(self.num_classes)
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        return (f"Mix(policy={self.policy!r}, alpha={self.alpha}, num_classes={self.num_classes}, "
+                f"per_sample={self.per_sample}{extra})")

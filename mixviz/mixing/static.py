@@ -1,0 +1,430 @@
+"""Static mixing policies: the mixed batch depends only on the data and on random draws.
+
+Every policy pairs sample ``i`` with sample ``index[i]`` of a random
+permutation of the batch (``torch.randperm`` with the given generator; with a
+small batch a sample may be its own partner, then ``y_a[i] == y_b[i]``) and
+returns a :class:`~mixviz.mixing.batch.MixedBatch`.
+
+Mask policies (``cutmix``, ``fmix``, ``resizemix``, ``gridmix``,
+``smoothmix``) build ``mask`` ([B, 1, H, W], float32 in [0, 1], the share of
+each pixel taken from sample a) and blend with ``torch.lerp``::
+
+    inputs = lerp(x[index], x, mask) = mask * x + (1 - mask) * x[index]
+
+(``resizemix`` pastes a *resized* copy of the partner, so its inputs are
+``mask * x + (1 - mask) * resize(x[index])``).  With the default
+``correct_lam=True`` the returned ``lam`` is the exact share of sample a,
+``lam == mask.mean((1, 2, 3))`` per sample: boxes clipped at the border, masks
+quantised to whole pixels and soft masks all give the label weight of the
+pixels actually shown (timm's "lam correction").  ``correct_lam=False`` keeps
+the sampled lam.
+
+``per_sample=True`` gives every sample its own lam and its own mask;
+``per_sample=False`` draws one lam and one mask for the whole batch (like
+torchvision v2).  All randomness comes from ``generator`` (a
+``torch.Generator`` on the same device as ``x``): the same seed gives the same
+batch.  Nothing here loops over the samples of a batch or syncs with the host
+(value checks such as the NaN check in ``x`` do sync; turn them off with
+:func:`mixviz.validation`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from mixviz._validation import check_finite, check_labels, check_positive, check_tensor
+from mixviz.mixing.batch import MixedBatch
+
+__all__ = [
+    "sample_beta",
+    "box_mask",
+    "fourier_mask",
+    "grid_mask",
+    "gaussian_mask",
+    "none",
+    "mixup",
+    "average",
+    "cutmix",
+    "fmix",
+    "resizemix",
+    "gridmix",
+    "smoothmix",
+]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_generator(generator: torch.Generator | None, device: torch.device) -> None:
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    gen_device = torch.device(generator.device)
+    same = gen_device.type == device.type and (
+        gen_device.index is None or device.index is None or gen_device.index == device.index)
+    if not same:
+        raise ValueError(f"generator must be on the same device as x ({device}), got a generator on {gen_device}")
+
+
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+
+
+def _check_batch(x: torch.Tensor, y: torch.Tensor, *, alpha: float, generator: torch.Generator | None,
+                 per_sample: bool, images: bool, policy: str) -> None:
+    """Checks shared by every policy: ``x`` [B, ...] float (4-D for image
+    policies), ``y`` integer [B] on the same device, ``alpha > 0``, a generator
+    on x's device, no NaN/inf in ``x`` (a value check)."""
+    check_positive("alpha", alpha)
+    check_tensor("x", x, floating=True)
+    if images and x.dim() != 4:
+        raise ValueError(f"x must be a 4-D image batch [B, C, H, W] for policy {policy!r}, "
+                         f"got shape {tuple(x.shape)}")
+    if x.dim() < 1 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty batch [B, ...], got shape {tuple(x.shape)}")
+    check_labels("y", y, batch=x.shape[0])
+    if y.device != x.device:
+        raise ValueError(f"y must be on the same device as x ({x.device}), got {y.device}")
+    _check_bool("per_sample", per_sample)
+    _check_generator(generator, x.device)
+    check_finite("x", x)
+
+
+def _check_interval(name: str, value: object, *, low: float, high: float, integer: bool = False) -> tuple:
+    """``value`` must be a pair ``(lo, hi)`` with ``low <= lo <= hi <= high``."""
+    kinds = (int,) if integer else (int, float)
+    if (not isinstance(value, Sequence) or len(value) != 2
+            or any(isinstance(v, bool) or not isinstance(v, kinds) for v in value)):
+        kind = "ints" if integer else "numbers"
+        raise TypeError(f"{name} must be a pair (low, high) of {kind}, got {value!r}")
+    lo, hi = value
+    if not (low <= lo <= hi <= high):
+        raise ValueError(f"{name} must satisfy {low} <= low <= high <= {high}, got {tuple(value)!r}")
+    return lo, hi
+
+
+# --------------------------------------------------------------------------- random draws
+
+
+def sample_beta(alpha: float, shape: Sequence[int] | int, *, generator: torch.Generator | None = None,
+                device: torch.device | str | None = None) -> torch.Tensor:
+    """Draw ``lam ~ Beta(alpha, alpha)`` (float32) with ``generator``.
+
+    ``torch.distributions`` takes no generator, so lam is built from two Gamma
+    draws made with it: ``lam = G1 / (G1 + G2)``, ``Gi ~ Gamma(alpha)``.  For
+    small ``alpha`` a Gamma(alpha) draw underflows to 0 in float32 (then lam
+    would be 0/0), so each is written as ``G = G' * U**(1/alpha)`` with
+    ``G' ~ Gamma(alpha + 1)`` and ``U ~ Uniform(0, 1]`` (Marsaglia & Tsang's
+    boost) and combined in log space::
+
+        log Gi = log G'i + log(Ui) / alpha,   lam = sigmoid(log G1 - log G2).
+
+    Mean 1/2 and variance ``1 / (4 (2 alpha + 1))``.
+    """
+    check_positive("alpha", alpha)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    conc = torch.full((2, *shape), float(alpha) + 1.0, dtype=torch.float32, device=device)
+    boosted = torch._standard_gamma(conc, generator=generator)
+    uniform = 1.0 - torch.rand((2, *shape), generator=generator, dtype=torch.float32, device=device)
+    log_gamma = boosted.log() + uniform.log() / float(alpha)
+    return torch.sigmoid(log_gamma[0] - log_gamma[1])
+
+
+def _draw_pairs(x: torch.Tensor, alpha: float, generator: torch.Generator | None,
+                per_sample: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The partner permutation [B] and lam ~ Beta(alpha, alpha), [B] or [1]."""
+    b = x.shape[0]
+    index = torch.randperm(b, generator=generator, device=x.device)
+    lam = sample_beta(alpha, (b if per_sample else 1,), generator=generator, device=x.device)
+    return index, lam
+
+
+def _uniform(n: int, k: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """[k, n] draws from U[0, 1)."""
+    return torch.rand((k, n), generator=generator, device=device)
+
+
+# --------------------------------------------------------------------------- masks
+
+
+def _box_from_center(cy: torch.Tensor, cx: torch.Tensor, box_h: torch.Tensor, box_w: torch.Tensor,
+                     height: int, width: int) -> torch.Tensor:
+    """[n, 1, H, W] float32 mask: 0 inside the box of size ``box_h x box_w``
+    centred at (cy, cx) (pixel units, clipped at the border), 1 outside.
+
+    Built with ``arange`` comparisons, so every sample gets its own box
+    without a loop."""
+    y1 = (cy - box_h / 2).round().clamp(0, height)
+    y2 = (cy + box_h / 2).round().clamp(0, height)
+    x1 = (cx - box_w / 2).round().clamp(0, width)
+    x2 = (cx + box_w / 2).round().clamp(0, width)
+    rows = torch.arange(height, device=cy.device, dtype=cy.dtype)
+    cols = torch.arange(width, device=cy.device, dtype=cy.dtype)
+    in_y = (rows >= y1[:, None]) & (rows < y2[:, None])
+    in_x = (cols >= x1[:, None]) & (cols < x2[:, None])
+    inside = in_y[:, :, None] & in_x[:, None, :]
+    return (~inside).unsqueeze(1).to(torch.float32)
+
+
+def box_mask(lam: torch.Tensor, height: int, width: int, *,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """CutMix masks [n, 1, H, W] for lam [n].
+
+    The box has height ``sqrt(1 - lam) * H`` and width ``sqrt(1 - lam) * W``
+    (area ``(1 - lam) H W`` before clipping), its centre is uniform over the
+    image, its edges are rounded to whole pixels and clipped at the border.
+    The mask is 0 inside the box (pixels from the partner) and 1 outside.
+    """
+    n = lam.shape[0]
+    side = torch.sqrt((1.0 - lam).clamp(0.0, 1.0))
+    u = _uniform(n, 2, generator, lam.device)
+    return _box_from_center(u[0] * height, u[1] * width, side * height, side * width, height, width)
+
+
+def _top_fraction(scores: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """Binary [n, 1, H, W] mask that is 1 on the ``round(lam * H * W)``
+    highest-scoring pixels of each sample (``scores`` [n, H, W])."""
+    n, height, width = scores.shape
+    size = height * width
+    keep = (lam * size).round().long().clamp(0, size)
+    order = torch.argsort(scores.reshape(n, size), dim=1, descending=True)
+    ranked = (torch.arange(size, device=scores.device) < keep[:, None]).to(torch.float32)
+    flat = torch.zeros((n, size), device=scores.device, dtype=torch.float32).scatter_(1, order, ranked)
+    return flat.view(n, 1, height, width)
+
+
+def fourier_mask(lam: torch.Tensor, height: int, width: int, *, decay_power: float = 3.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """FMix masks [n, 1, H, W] for lam [n] (Harris et al. 2020).
+
+    A random complex spectrum ``(a + i b) / max(f, 1/max(H, W)) ** decay_power``
+    with ``a, b ~ N(0, 1)`` and ``f`` the frequency magnitude is brought back
+    to image space with ``torch.fft.irfft2`` (a low-frequency random field), and
+    the ``round(lam * H * W)`` pixels with the highest values are set to 1, the
+    rest to 0.  So each mask has mean ``round(lam H W) / (H W)``, within
+    ``1 / (2 H W)`` of the requested lam.
+    """
+    check_positive("decay_power", decay_power)
+    n = lam.shape[0]
+    fy = torch.fft.fftfreq(height, device=lam.device)[:, None]
+    fx = torch.fft.rfftfreq(width, device=lam.device)[None, :]
+    freq = torch.sqrt(fy ** 2 + fx ** 2)
+    scale = freq.clamp_min(1.0 / max(height, width)) ** (-float(decay_power))
+    parts = torch.randn((2, n, *freq.shape), generator=generator, device=lam.device)
+    spectrum = torch.complex(parts[0], parts[1]) * scale
+    field = torch.fft.irfft2(spectrum, s=(height, width))
+    return _top_fraction(field, lam)
+
+
+def grid_mask(lam: torch.Tensor, height: int, width: int, *, grid: tuple[int, int] = (2, 6),
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """GridMix masks [n, 1, H, W] for lam [n].
+
+    Each sample draws a grid size ``g`` uniformly from ``grid = (low, high)``
+    and splits the image into ``g x g`` cells (cell of pixel (r, c) is
+    ``(r g // H, c g // W)``); each cell comes from sample a with probability
+    lam, independently.
+    """
+    low, high = _check_interval("grid", grid, low=1, high=10_000, integer=True)
+    n = lam.shape[0]
+    u = _uniform(n, 1, generator, lam.device)[0]
+    cells = low + (u * (high - low + 1)).long().clamp(max=high - low)
+    from_a = (torch.rand((n, high * high), generator=generator, device=lam.device) < lam[:, None])
+    rows = torch.arange(height, device=lam.device)
+    cols = torch.arange(width, device=lam.device)
+    cell_r = rows[None, :] * cells[:, None] // height
+    cell_c = cols[None, :] * cells[:, None] // width
+    cell_id = cell_r[:, :, None] * high + cell_c[:, None, :]
+    mask = torch.gather(from_a, 1, cell_id.reshape(n, height * width))
+    return mask.view(n, 1, height, width).to(torch.float32)
+
+
+def gaussian_mask(lam: torch.Tensor, height: int, width: int, *,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """SmoothMix masks [n, 1, H, W] for lam [n]: ``1 - G`` with a Gaussian bump
+
+        G(r, c) = exp(-(r + 1/2 - cy)^2 / (2 sy^2) - (c + 1/2 - cx)^2 / (2 sx^2))
+
+    (peak 1: the partner's share) centred uniformly at random, with
+    ``sy = s H``, ``sx = s W`` and ``s = sqrt((1 - lam) / (2 pi))``, so that the
+    unclipped bump integrates to ``(1 - lam) H W``.  The mask is soft
+    (values in [0, 1]); clipping at the border makes its mean differ from the
+    sampled lam, which is why lam is corrected by default.
+    """
+    n = lam.shape[0]
+    u = _uniform(n, 2, generator, lam.device)
+    cy, cx = u[0] * height, u[1] * width
+    s = torch.sqrt((1.0 - lam).clamp(0.0, 1.0) / (2 * math.pi)).clamp_min(1e-6)
+    rows = torch.arange(height, device=lam.device, dtype=torch.float32) + 0.5
+    cols = torch.arange(width, device=lam.device, dtype=torch.float32) + 0.5
+    dy = ((rows[None, :] - cy[:, None]) / (s[:, None] * height)) ** 2
+    dx = ((cols[None, :] - cx[:, None]) / (s[:, None] * width)) ** 2
+    bump = torch.exp(-0.5 * (dy[:, :, None] + dx[:, None, :]))
+    return (1.0 - bump).unsqueeze(1)
+
+
+# --------------------------------------------------------------------------- assembling
+
+
+def _expand(t: torch.Tensor, b: int) -> torch.Tensor:
+    """A [1, ...] tensor viewed as [B, ...] (per_sample=False); [B, ...] unchanged."""
+    return t.expand(b, *t.shape[1:]) if t.shape[0] != b else t
+
+
+def _masked_batch(x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, lam: torch.Tensor,
+                  mask: torch.Tensor, policy: str, correct_lam: bool,
+                  partner: torch.Tensor | None = None) -> MixedBatch:
+    """Blend with ``lerp(partner, x, mask)`` and fix lam to the mask mean."""
+    _check_bool("correct_lam", correct_lam)
+    b = x.shape[0]
+    if correct_lam:
+        lam = mask.mean((1, 2, 3))
+    partner = x[index] if partner is None else partner
+    inputs = torch.lerp(partner, x, mask.to(x.dtype))
+    return MixedBatch(inputs=inputs, y_a=y, y_b=y[index], index=index, lam=_expand(lam, b),
+                      mask=_expand(mask, b), policy=policy)
+
+
+# --------------------------------------------------------------------------- policies
+
+
+def none(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generator: torch.Generator | None = None,
+         per_sample: bool = True, correct_lam: bool = True) -> MixedBatch:
+    """No mixing: every sample is its own partner, lam = 1.  Draws nothing."""
+    _check_batch(x, y, alpha=alpha, generator=generator, per_sample=per_sample, images=False, policy="none")
+    _check_bool("correct_lam", correct_lam)
+    return MixedBatch.unmixed(x, y)
+
+
+def mixup(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generator: torch.Generator | None = None,
+          per_sample: bool = True, correct_lam: bool = True) -> MixedBatch:
+    """Mixup (Zhang et al. 2018): ``inputs = lam * x + (1 - lam) * x[index]``,
+    ``lam ~ Beta(alpha, alpha)``.  Any input shape [B, ...] (2-D points too).
+    No mask; ``correct_lam`` is accepted and has nothing to correct."""
+    _check_batch(x, y, alpha=alpha, generator=generator, per_sample=per_sample, images=False, policy="mixup")
+    _check_bool("correct_lam", correct_lam)
+    index, lam = _draw_pairs(x, alpha, generator, per_sample)
+    lam = _expand(lam, x.shape[0])
+    weight = lam.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
+    inputs = torch.lerp(x[index], x, weight)
+    return MixedBatch(inputs=inputs, y_a=y, y_b=y[index], index=index, lam=lam, policy="mixup")
+
+
+def average(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generator: torch.Generator | None = None,
+            per_sample: bool = True, correct_lam: bool = True) -> MixedBatch:
+    """Input averaging ("bypassing the random input mixing"): ``inputs =
+    (x + x[index]) / 2`` and ``lam = 0.5`` for every sample.  Any input
+    shape.  Only the partner permutation is random; ``alpha`` is unused."""
+    _check_batch(x, y, alpha=alpha, generator=generator, per_sample=per_sample, images=False, policy="average")
+    _check_bool("correct_lam", correct_lam)
+    b = x.shape[0]
+    index = torch.randperm(b, generator=generator, device=x.device)
+    inputs = torch.lerp(x[index], x, 0.5)
+    lam = torch.full((b,), 0.5, dtype=torch.float32, device=x.device)
+    return MixedBatch(inputs=inputs, y_a=y, y_b=y[index], index=index, lam=lam, policy="average")
+
+
+def cutmix(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generator: torch.Generator | None = None,
+           per_sample: bool = True, correct_lam: bool = True) -> MixedBatch:
+    """CutMix (Yun et al. 2019): a box of area ``(1 - lam) H W`` (see
+    :func:`box_mask`) is taken from the partner; lam = the share of sample a
+    after clipping the box at the border."""
+    _check_batch(x, y, alpha=alpha, generator=generator, per_sample=per_sample, images=True, policy="cutmix")
+    index, lam = _draw_pairs(x, alpha, generator, per_sample)
+    mask = box_mask(lam, x.shape[2], x.shape[3], generator=generator)
+    return _masked_batch(x, y, index, lam, mask, "cutmix", correct_lam)
+
+
+def fmix(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generator: torch.Generator | None = None,
+         per_sample: bool = True, correct_lam: bool = True, decay_power: float = 3.0) -> MixedBatch:
+    """FMix (Harris et al. 2020): binary masks from thresholded low-frequency
+    random fields (see :func:`fourier_mask`); ``decay_power`` sets how fast the
+    spectrum's amplitude falls with frequency (larger: smoother blobs).
+    Binary masks only (the original's soft ``max_soft`` masks are left out)."""
+    _check_batch(x, y, alpha=alpha, generator=generator, per_sample=per_sample, images=True, policy="fmix")
+    check_positive("decay_power", decay_power)
+    index, lam = _draw_pairs(x, alpha, generator, per_sample)
+    mask = fourier_mask(lam, x.shape[2], x.shape[3], decay_power=decay_power, generator=generator)
+    return _masked_batch(x, y, index, lam, mask, "fmix", correct_lam)
+
+
+def _resize_into_box(partner: torch.Tensor, y1: torch.Tensor, x1: torch.Tensor, box_h: torch.Tensor,
+                     box_w: torch.Tensor) -> torch.Tensor:
+    """A [B, C, H, W] canvas whose box ``[y1, y1 + box_h) x [x1, x1 + box_w)``
+    holds ``partner`` resized to ``box_h x box_w`` (nearest neighbour, the
+    same source pixels as ``F.interpolate(mode="nearest")``).  Outside the
+    box the canvas holds arbitrary partner pixels (they are masked out).
+    Per-sample sizes through two ``gather`` calls, no loop."""
+    b, c, height, width = partner.shape
+    rows = torch.arange(height, device=partner.device)
+    cols = torch.arange(width, device=partner.device)
+    scale_h = (height / box_h.to(torch.float32))[:, None]
+    scale_w = (width / box_w.to(torch.float32))[:, None]
+    src_r = ((rows[None, :] - y1[:, None]).to(torch.float32) * scale_h).floor().long().clamp(0, height - 1)
+    src_c = ((cols[None, :] - x1[:, None]).to(torch.float32) * scale_w).floor().long().clamp(0, width - 1)
+    src_r = _expand(src_r, b)[:, None, :, None].expand(b, c, height, width)
+    src_c = _expand(src_c, b)[:, None, None, :].expand(b, c, height, width)
+    return partner.gather(2, src_r).gather(3, src_c)
+
+
+def resizemix(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generator: torch.Generator | None = None,
+              per_sample: bool = True, correct_lam: bool = True,
+              scope: tuple[float, float] = (0.1, 0.8)) -> MixedBatch:
+    """ResizeMix (Qin et al. 2020): the whole partner image, shrunk by a
+    factor ``tau`` to a ``round(tau H) x round(tau W)`` box (at least one
+    pixel), is pasted at a uniformly random place fully inside sample a.
+
+    ``tau = low + (high - low) * u`` with ``u ~ Beta(alpha, alpha)`` and
+    ``scope = (low, high)``; with the default ``alpha = 1`` tau is uniform on
+    the scope, as in the paper.  lam = the area share of sample a,
+    ``1 - box area / (H W)`` (exact; ``correct_lam=False`` returns
+    ``1 - tau**2`` instead).  Inputs are
+    ``mask * x + (1 - mask) * resize(x[index])``.
+    """
+    _check_batch(x, y, alpha=alpha, generator=generator, per_sample=per_sample, images=True, policy="resizemix")
+    low, high = _check_interval("scope", scope, low=0.0, high=1.0)
+    if low <= 0:
+        raise ValueError(f"scope must have low > 0, got {tuple(scope)!r}")
+    b, _, height, width = x.shape
+    index, u = _draw_pairs(x, alpha, generator, per_sample)
+    tau = low + (high - low) * u
+    box_h = (tau * height).round().clamp(1, height).long()
+    box_w = (tau * width).round().clamp(1, width).long()
+    pos = _uniform(u.shape[0], 2, generator, x.device)
+    y1 = (pos[0] * (height - box_h + 1)).long().clamp(max=height - box_h)
+    x1 = (pos[1] * (width - box_w + 1)).long().clamp(max=width - box_w)
+    cy, cx = y1 + box_h / 2, x1 + box_w / 2
+    mask = _box_from_center(cy.to(torch.float32), cx.to(torch.float32), box_h.to(torch.float32),
+                            box_w.to(torch.float32), height, width)
+    pasted = _resize_into_box(x[index], y1, x1, box_h, box_w)
+    return _masked_batch(x, y, index, 1.0 - tau ** 2, mask, "resizemix", correct_lam, partner=pasted)
+
+
+def gridmix(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generator: torch.Generator | None = None,
+            per_sample: bool = True, correct_lam: bool = True, grid: tuple[int, int] = (2, 6)) -> MixedBatch:
+    """GridMix (Baek et al. 2021): a ``g x g`` grid (``g`` uniform in
+    ``grid``) whose cells each come from sample a with probability
+    ``lam ~ Beta(alpha, alpha)`` (see :func:`grid_mask`); lam is then the
+    share of pixels from a.  The paper's extra local-context loss is left out."""
+    _check_batch(x, y, alpha=alpha, generator=generator, per_sample=per_sample, images=True, policy="gridmix")
+    _check_interval("grid", grid, low=1, high=10_000, integer=True)
+    index, lam = _draw_pairs(x, alpha, generator, per_sample)
+    mask = grid_mask(lam, x.shape[2], x.shape[3], grid=grid, generator=generator)
+    return _masked_batch(x, y, index, lam, mask, "gridmix", correct_lam)
+
+
+def smoothmix(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generator: torch.Generator | None = None,
+              per_sample: bool = True, correct_lam: bool = True) -> MixedBatch:
+    """SmoothMix (Lee et al. 2020), Gaussian variant: the partner shows
+    through a soft Gaussian bump whose size follows ``lam ~ Beta(alpha,
+    alpha)`` (see :func:`gaussian_mask`; the paper draws the width from a fixed
+    range instead, and also has a square soft-edged variant, left out here)."""
+    _check_batch(x, y, alpha=alpha, generator=generator, per_sample=per_sample, images=True, policy="smoothmix")
+    index, lam = _draw_pairs(x, alpha, generator, per_sample)
+    mask = gaussian_mask(lam, x.shape[2], x.shape[3], generator=generator)
+    return _masked_batch(x, y, index, lam, mask, "smoothmix", correct_lam)
