@@ -1,0 +1,280 @@
+"""``clutter``: coloured objects pasted on patches of real photographs, with
+the object masks kept -- the set on which label mismatch can be measured.
+
+Every image is made in four vectorized steps (no loop over samples):
+
+1. **Background**: a square patch cut from one of the two photos that ship
+   with scikit-learn (``load_sample_images``: ``china.jpg``, ``flower.jpg``,
+   halved to 214x320 with antialiasing), side ``p ~ U(patch)`` photo pixels,
+   resampled to ``size x size`` (bilinear), mirrored with probability 1/2.
+   Train patches come from the left 75 % of each photo and test patches from
+   the right 25 % (1-pixel margins keep the bilinear sampling inside): the
+   two splits never share a background pixel.
+2. **Object shape**: a template -- a real handwritten digit scan (8x8, from
+   the digits *train* split for train images and the *test* split for test
+   images) or one of ten geometric shapes -- stretched to a box of side
+   ``s = scale * size`` with aspect ``a`` (``log a ~ U(-log r, log r)``,
+   ``r = aspect``), width ``s sqrt(a)``, height ``s / sqrt(a)``, at a uniform
+   position fully inside the image.  The template is resampled bilinearly and
+   thresholded: ``mask = [alpha > 0.5]`` in {0, 1}.
+3. **Colour**: a random RGB colour ``c0 ~ U(0, 1)^3``, shifted to the
+   luminance ``L_t = L(m) +- d`` where ``m`` is the mean background colour
+   under the mask, ``d ~ U(contrast)``, the sign pointing to the side of
+   [0, 1] with more room, ``L = 0.299 R + 0.587 G + 0.114 B``:
+   ``c = clip(c0 + L_t - L(c0), 0, 1)``.
+4. **Paste**: ``image = mask * c + (1 - mask) * background`` -- a hard paste,
+   so ``masks`` is exactly the set of pixels that come from the object.
+
+Labels are balanced (``n // 10`` or one more per class) and the whole set is a
+deterministic function of the arguments.  Results are kept in a small
+in-process cache (nothing is written to disk); callers get fresh copies.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from mixviz._validation import check_choice, check_positive
+from mixviz.data.base import SPLITS, InMemoryDataset, channel_stats, check_seed, split_seed
+
+__all__ = ["clutter", "generate", "ClutterParts", "shape_templates", "SHAPES", "OBJECTS",
+           "TRAIN_FRACTION", "mask_area_stats"]
+
+OBJECTS = ("digits", "shapes")
+SHAPES = ("disk", "ring", "square", "frame", "triangle", "plus", "cross", "diamond", "bar", "tee")
+TRAIN_FRACTION = 0.75   # share of each photo's width that train backgrounds come from
+_LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass(eq=False)
+class ClutterParts:
+    """Everything :func:`generate` made, for tests and pictures.
+
+    ``images = masks * colours[:, :, None, None] + (1 - masks) * backgrounds``.
+    ``boxes`` holds ``(x0, y0, w, h)`` of the object box in pixels.
+    """
+
+    images: torch.Tensor       # [N, 3, S, S] float32 in [0, 1]
+    masks: torch.Tensor        # [N, 1, S, S] float32 in {0, 1}
+    labels: torch.Tensor       # [N] int64
+    backgrounds: torch.Tensor  # [N, 3, S, S] float32 in [0, 1]
+    colours: torch.Tensor      # [N, 3] float32 in [0, 1]
+    boxes: torch.Tensor        # [N, 4] float32
+
+    def clone(self) -> "ClutterParts":
+        return ClutterParts(*(t.clone() for t in (self.images, self.masks, self.labels,
+                                                  self.backgrounds, self.colours, self.boxes)))
+
+
+# --------------------------------------------------------------------------- sources
+
+@lru_cache(maxsize=1)
+def _photos() -> torch.Tensor:
+    """The scikit-learn sample photos as float32 [2, 3, 214, 320] in [0, 1]."""
+    from sklearn.datasets import load_sample_images
+
+    photos = torch.stack([torch.tensor(im) for im in load_sample_images().images])  # [2, H, W, 3]
+    photos = photos.permute(0, 3, 1, 2).float().div_(255.0)
+    h, w = photos.shape[-2:]
+    return F.interpolate(photos, size=(math.ceil(h / 2), w // 2), mode="bilinear",
+                         antialias=True, align_corners=False).clamp_(0.0, 1.0)
+
+
+def shape_templates(resolution: int = 32) -> torch.Tensor:
+    """The ten shapes of :data:`SHAPES` as float32 [10, R, R] in {0, 1},
+    drawn on the square [-1, 1]^2 (``u`` to the right, ``v`` downwards)."""
+    t = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution * 2 - 1
+    v, u = torch.meshgrid(t, t, indexing="ij")
+    au, av = u.abs(), v.abs()
+    r2 = u.square() + v.square()
+    box = torch.maximum(au, av)
+    shapes = [
+        r2 <= 0.85 ** 2,                                                   # disk
+        (r2 <= 0.9 ** 2) & (r2 >= 0.5 ** 2),                               # ring
+        box <= 0.75,                                                       # square
+        (box <= 0.85) & (box >= 0.5),                                      # frame
+        (v >= -0.8) & (v <= 0.8) & (au <= 0.9 * (v + 0.8) / 1.6),          # triangle, apex up
+        ((au <= 0.25) & (av <= 0.9)) | ((av <= 0.25) & (au <= 0.9)),       # plus
+        (((u - v).abs() <= 0.35) | ((u + v).abs() <= 0.35)) & (box <= 0.9),  # cross
+        au + av <= 0.9,                                                    # diamond
+        (av <= 0.3) & (au <= 0.9),                                         # bar (horizontal)
+        (((v + 0.6).abs() <= 0.25) & (au <= 0.9)) | ((au <= 0.25) & (av <= 0.9)),  # tee
+    ]
+    return torch.stack(shapes).float()
+
+
+def _templates(objects: str, split: str, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """One template [N, 1, T, T] per sample: a random scan of the sample's
+    class from the digits ``split``, or the class's shape."""
+    if objects == "shapes":
+        return shape_templates()[labels].unsqueeze(1)
+    from mixviz.data.digits import glyphs
+
+    pool, pool_labels = glyphs(split)
+    order = torch.argsort(pool_labels, stable=True)
+    counts = torch.bincount(pool_labels, minlength=10)
+    starts = torch.cumsum(counts, 0) - counts
+    pick = starts[labels] + (torch.rand(labels.shape[0], generator=g) * counts[labels]).long()
+    return pool[order[pick]].unsqueeze(1)
+
+
+# --------------------------------------------------------------------------- geometry
+
+def _pixel_centres(size: int) -> torch.Tensor:
+    return torch.arange(size, dtype=torch.float32) + 0.5
+
+
+def _backgrounds(n: int, split: str, size: int, patch: tuple[float, float],
+                 g: torch.Generator) -> torch.Tensor:
+    """[N, 3, S, S] patches from the split's region of the photos (step 1)."""
+    photos = _photos()
+    k, _, h, w = photos.shape
+    canvas = torch.cat(list(photos), dim=-1).unsqueeze(0)     # [1, 3, H, k*W]
+    lo, hi = (0.0, TRAIN_FRACTION * w) if split == "train" else (TRAIN_FRACTION * w, float(w))
+    side = patch[0] + (patch[1] - patch[0]) * torch.rand(n, generator=g)
+    photo = torch.randint(k, (n,), generator=g)
+    # a 1-pixel margin keeps bilinear sampling from reading across a region's edge
+    x0 = lo + 1 + (hi - lo - 2 - side) * torch.rand(n, generator=g) + photo * w
+    y0 = (h - side) * torch.rand(n, generator=g)
+    flip = torch.rand(n, generator=g) < 0.5
+    c = _pixel_centres(size) / size                            # [S], in (0, 1)
+    cx = torch.where(flip[:, None], 1 - c, c)                  # [N, S]
+    xs = x0[:, None] + side[:, None] * cx                      # photo pixel coordinates
+    ys = y0[:, None] + side[:, None] * c
+    gx = 2 * xs / canvas.shape[-1] - 1                         # align_corners=False normalisation
+    gy = 2 * ys / h - 1
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)  # [N, S, S, 2]
+    out = F.grid_sample(canvas, grid.reshape(1, n * size, size, 2), mode="bilinear",
+                        padding_mode="border", align_corners=False)               # [1, 3, N*S, S]
+    return out.reshape(3, n, size, size).transpose(0, 1).clamp(0.0, 1.0).contiguous()
+
+
+def _object_masks(templates: torch.Tensor, size: int, scale: tuple[float, float], aspect: float,
+                  g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masks [N, 1, S, S] in {0, 1} and boxes [N, 4] (step 2)."""
+    n = templates.shape[0]
+    s = size * (scale[0] + (scale[1] - scale[0]) * torch.rand(n, generator=g))
+    log_a = math.log(aspect) * (2 * torch.rand(n, generator=g) - 1)
+    w = (s * torch.exp(log_a / 2)).clamp(max=size)
+    h = (s * torch.exp(-log_a / 2)).clamp(max=size)
+    x0 = (size - w) * torch.rand(n, generator=g)
+    y0 = (size - h) * torch.rand(n, generator=g)
+    c = _pixel_centres(size)
+    gx = 2 * (c[None, :] - x0[:, None]) / w[:, None] - 1      # [-1, 1] across the box
+    gy = 2 * (c[None, :] - y0[:, None]) / h[:, None] - 1
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
+    alpha = F.grid_sample(templates, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return (alpha > 0.5).float(), torch.stack((x0, y0, w, h), dim=1)
+
+
+def _colours(backgrounds: torch.Tensor, masks: torch.Tensor, contrast: tuple[float, float],
+             g: torch.Generator) -> torch.Tensor:
+    """Object colours [N, 3] whose luminance differs from the background under
+    the object by ``d ~ U(contrast)`` where [0, 1] leaves room (step 3)."""
+    n = backgrounds.shape[0]
+    luma = torch.tensor(_LUMA)
+    area = masks.sum((1, 2, 3)).clamp(min=1.0)
+    under = (backgrounds * masks).sum((2, 3)) / area[:, None]   # [N, 3]
+    l_bg = under @ luma
+    d = contrast[0] + (contrast[1] - contrast[0]) * torch.rand(n, generator=g)
+    target = torch.where(l_bg < 0.5, l_bg + d, l_bg - d).clamp(0.0, 1.0)
+    c0 = torch.rand(n, 3, generator=g)
+    return (c0 + (target - c0 @ luma)[:, None]).clamp(0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- public
+
+def _check_range(name: str, value: tuple[float, float], lo: float, hi: float) -> tuple[float, float]:
+    if (not isinstance(value, (tuple, list)) or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise TypeError(f"{name} must be a pair (low, high) of numbers, got {value!r}")
+    a, b = float(value[0]), float(value[1])
+    if not (lo <= a <= b <= hi):
+        raise ValueError(f"{name} must satisfy {lo} <= low <= high <= {hi}, got {value!r}")
+    return a, b
+
+
+@lru_cache(maxsize=4)
+def _generate_cached(n: int, split: str, seed: int, size: int, objects: str, scale: tuple[float, float],
+                     aspect: float, contrast: tuple[float, float], patch: tuple[float, float]) -> ClutterParts:
+    g = torch.Generator().manual_seed(split_seed(seed, split))
+    labels = (torch.arange(n) % 10)[torch.randperm(n, generator=g)]
+    backgrounds = _backgrounds(n, split, size, patch, g)
+    masks, boxes = _object_masks(_templates(objects, split, labels, g), size, scale, aspect, g)
+    colours = _colours(backgrounds, masks, contrast, g)
+    images = torch.where(masks.bool(), colours[:, :, None, None].expand_as(backgrounds), backgrounds)
+    return ClutterParts(images.contiguous(), masks, labels, backgrounds, colours, boxes)
+
+
+def generate(n: int, split: str = "train", *, seed: int = 0, size: int = 32, objects: str = "digits",
+             scale: tuple[float, float] = (0.4, 0.8), aspect: float = 1.25,
+             contrast: tuple[float, float] = (0.25, 0.6),
+             patch: tuple[float, float] = (32.0, 64.0)) -> ClutterParts:
+    """Make ``n`` clutter images of ``split`` (see the module docstring).
+
+    Args:
+        n: number of images.
+        split: ``"train"`` or ``"test"``: chooses the glyph pool, the photo
+            region and the random stream (``split_seed(seed, split)``).
+        seed: the seed; the same arguments give the same images.
+        size: image side in pixels (>= 8).
+        objects: ``"digits"`` (real handwritten scans) or ``"shapes"``.
+        scale: range of the object box side, as a fraction of ``size``.
+        aspect: the box's width/height ratio lies in [1/aspect, aspect].
+        contrast: range of the luminance step between object and background.
+        patch: range of the background patch side, in pixels of the halved
+            photos (214x320); at most 78 so that test patches fit.
+    """
+    check_positive("n", n, integer=True)
+    check_choice("split", split, SPLITS)
+    check_seed(seed)
+    check_positive("size", size, integer=True)
+    if size < 8:
+        raise ValueError(f"size must be >= 8, got {size}")
+    check_choice("objects", objects, OBJECTS)
+    scale = _check_range("scale", scale, 1e-3, 1.0)
+    check_positive("aspect", aspect)
+    if aspect < 1:
+        raise ValueError(f"aspect must be >= 1, got {aspect}")
+    contrast = _check_range("contrast", contrast, 0.0, 1.0)
+    region = (1 - TRAIN_FRACTION) * _photos().shape[-1] - 2
+    patch = _check_range("patch", patch, 1.0, region)
+    return _generate_cached(n, split, seed, size, objects, scale, float(aspect), contrast, patch).clone()
+
+
+def mask_area_stats(masks: torch.Tensor) -> dict[str, float]:
+    """Share of the image covered by the object, ``mask.mean((1, 2, 3))``:
+    mean, min, quartiles, max, and the share of images whose object covers
+    less than a quarter and less than half of the image."""
+    area = masks.to(torch.float64).mean((1, 2, 3))
+    q = torch.quantile(area, torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=torch.float64)).tolist()
+    return {"mean": float(area.mean()), "min": q[0], "q25": q[1], "median": q[2], "q75": q[3], "max": q[4],
+            "frac_below_0.25": float((area < 0.25).double().mean()),
+            "frac_below_0.5": float((area < 0.5).double().mean())}
+
+
+def clutter(split: str = "train", *, n_train: int = 5000, n_test: int = 1000, seed: int = 0, size: int = 32,
+            objects: str = "digits", scale: tuple[float, float] = (0.4, 0.8), aspect: float = 1.25,
+            contrast: tuple[float, float] = (0.25, 0.6),
+            patch: tuple[float, float] = (32.0, 64.0)) -> InMemoryDataset:
+    """The clutter set's ``split``: ``n_train`` or ``n_test`` float32 RGB
+    images ``[N, 3, size, size]`` in [0, 1] with object ``masks``; see
+    :func:`generate` for the other arguments.  ``augment`` is
+    ``"crop_flip"``; classes are the digits ``"0"..."9"`` or :data:`SHAPES`."""
+    check_choice("split", split, SPLITS)
+    check_positive("n_train", n_train, integer=True)
+    check_positive("n_test", n_test, integer=True)
+    n = n_train if split == "train" else n_test
+    parts = generate(n, split, seed=seed, size=size, objects=objects, scale=scale, aspect=aspect,
+                     contrast=contrast, patch=patch)
+    classes = [str(d) for d in range(10)] if objects == "digits" else list(SHAPES)
+    mean, std = channel_stats(parts.images)
+    meta = {"seed": seed, "size": size, "objects": objects, "scale": tuple(scale), "aspect": aspect,
+            "contrast": tuple(contrast), "patch": tuple(patch)}
+    return InMemoryDataset(images=parts.images, labels=parts.labels, classes=classes, name="clutter",
+                           split=split, masks=parts.masks, mean=mean, std=std, augment="crop_flip", meta=meta)
