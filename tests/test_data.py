@@ -312,7 +312,7 @@ def test_clutter_is_deterministic_and_seeded():
     assert torch.equal(a.images, b.images) and torch.equal(a.masks, b.masks) and torch.equal(a.labels, b.labels)
     assert not torch.equal(a.images, c.images)
     fresh = C._generate_cached.__wrapped__(200, "train", 3, 32, "digits", (0.4, 0.8), 1.25, (0.25, 0.6),
-                                           (32.0, 64.0))
+                                           (32.0, 64.0))[0]
     assert torch.equal(fresh.images, a.images)                        # the cache changes nothing
 
 

@@ -101,8 +101,8 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
             means.append(m)
             stds.append(max(var, 0.0) ** 0.5)
         return tuple(means), tuple(stds)
-    x = images.to(torch.float64).transpose(0, 1).reshape(images.shape[1], -1)
-    return tuple(x.mean(1).tolist()), tuple(x.std(1, unbiased=False).tolist())
+    var, mean = torch.var_mean(images.to(torch.float32), dim=(0, 2, 3), correction=0)
+    return tuple(mean.tolist()), tuple(var.sqrt().tolist())
 
 
 def _check_mean_std(name: str, value: Sequence[float] | None, channels: int | None) -> None:
@@ -133,6 +133,8 @@ class InMemoryDataset(Dataset):
             scale (for the model's normalisation layer); None for points.
         augment: the augmentation the training loop should apply:
             ``"crop_flip"`` (natural images) or ``"none"`` (digits, points).
+        meta: the arguments that made a generated set (seed, size, ...), or
+            the root of a torchvision set; informative only.
 
     ``ds[i]`` is ``(to_float(images[i]), labels[i])`` so a DataLoader works.
     """

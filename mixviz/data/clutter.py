@@ -201,14 +201,40 @@ def _check_range(name: str, value: tuple[float, float], lo: float, hi: float) ->
 
 @lru_cache(maxsize=4)
 def _generate_cached(n: int, split: str, seed: int, size: int, objects: str, scale: tuple[float, float],
-                     aspect: float, contrast: tuple[float, float], patch: tuple[float, float]) -> ClutterParts:
+                     aspect: float, contrast: tuple[float, float], patch: tuple[float, float]
+                     ) -> tuple[ClutterParts, tuple[float, ...], tuple[float, ...]]:
+    """The parts and the per-channel mean/std of the images (never mutate:
+    shared by every caller with the same arguments)."""
     g = torch.Generator().manual_seed(split_seed(seed, split))
     labels = (torch.arange(n) % 10)[torch.randperm(n, generator=g)]
     backgrounds = _backgrounds(n, split, size, patch, g)
     masks, boxes = _object_masks(_templates(objects, split, labels, g), size, scale, aspect, g)
     colours = _colours(backgrounds, masks, contrast, g)
     images = torch.where(masks.bool(), colours[:, :, None, None].expand_as(backgrounds), backgrounds)
-    return ClutterParts(images.contiguous(), masks, labels, backgrounds, colours, boxes)
+    parts = ClutterParts(images.contiguous(), masks, labels, backgrounds, colours, boxes)
+    mean, std = channel_stats(parts.images)
+    return parts, mean, std
+
+
+def _cached(n: int, split: str, seed: int, size: int, objects: str, scale: tuple[float, float],
+            aspect: float, contrast: tuple[float, float], patch: tuple[float, float]
+            ) -> tuple[ClutterParts, tuple[float, ...], tuple[float, ...]]:
+    """Check the arguments of :func:`generate`, then look them up in the cache."""
+    check_positive("n", n, integer=True)
+    check_choice("split", split, SPLITS)
+    check_seed(seed)
+    check_positive("size", size, integer=True)
+    if size < 8:
+        raise ValueError(f"size must be >= 8, got {size}")
+    check_choice("objects", objects, OBJECTS)
+    scale = _check_range("scale", scale, 1e-3, 1.0)
+    check_positive("aspect", aspect)
+    if aspect < 1:
+        raise ValueError(f"aspect must be >= 1, got {aspect}")
+    contrast = _check_range("contrast", contrast, 0.0, 1.0)
+    region = (1 - TRAIN_FRACTION) * _photos().shape[-1] - 2
+    patch = _check_range("patch", patch, 1.0, region)
+    return _generate_cached(n, split, seed, size, objects, scale, float(aspect), contrast, patch)
 
 
 def generate(n: int, split: str = "train", *, seed: int = 0, size: int = 32, objects: str = "digits",
@@ -230,21 +256,8 @@ def generate(n: int, split: str = "train", *, seed: int = 0, size: int = 32, obj
         patch: range of the background patch side, in pixels of the halved
             photos (214x320); at most 78 so that test patches fit.
     """
-    check_positive("n", n, integer=True)
-    check_choice("split", split, SPLITS)
-    check_seed(seed)
-    check_positive("size", size, integer=True)
-    if size < 8:
-        raise ValueError(f"size must be >= 8, got {size}")
-    check_choice("objects", objects, OBJECTS)
-    scale = _check_range("scale", scale, 1e-3, 1.0)
-    check_positive("aspect", aspect)
-    if aspect < 1:
-        raise ValueError(f"aspect must be >= 1, got {aspect}")
-    contrast = _check_range("contrast", contrast, 0.0, 1.0)
-    region = (1 - TRAIN_FRACTION) * _photos().shape[-1] - 2
-    patch = _check_range("patch", patch, 1.0, region)
-    return _generate_cached(n, split, seed, size, objects, scale, float(aspect), contrast, patch).clone()
+    parts, _, _ = _cached(n, split, seed, size, objects, scale, aspect, contrast, patch)
+    return parts.clone()
 
 
 def mask_area_stats(masks: torch.Tensor) -> dict[str, float]:
@@ -270,11 +283,10 @@ def clutter(split: str = "train", *, n_train: int = 5000, n_test: int = 1000, se
     check_positive("n_train", n_train, integer=True)
     check_positive("n_test", n_test, integer=True)
     n = n_train if split == "train" else n_test
-    parts = generate(n, split, seed=seed, size=size, objects=objects, scale=scale, aspect=aspect,
-                     contrast=contrast, patch=patch)
+    parts, mean, std = _cached(n, split, seed, size, objects, scale, aspect, contrast, patch)
     classes = [str(d) for d in range(10)] if objects == "digits" else list(SHAPES)
-    mean, std = channel_stats(parts.images)
     meta = {"seed": seed, "size": size, "objects": objects, "scale": tuple(scale), "aspect": aspect,
             "contrast": tuple(contrast), "patch": tuple(patch)}
-    return InMemoryDataset(images=parts.images, labels=parts.labels, classes=classes, name="clutter",
-                           split=split, masks=parts.masks, mean=mean, std=std, augment="crop_flip", meta=meta)
+    return InMemoryDataset(images=parts.images.clone(), labels=parts.labels.clone(), classes=classes,
+                           name="clutter", split=split, masks=parts.masks.clone(), mean=mean, std=std,
+                           augment="crop_flip", meta=meta)
