@@ -291,7 +291,8 @@ def mixed_evaluation(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
 
     Args:
         model: a classifier returning [B, C] logits.
-        images: [N, C, H, W] uint8 (divided by 255) or float in [0, 1], on the model's device.
+        images: [N, C, H, W] uint8 (divided by 255) or float in [0, 1], or
+            [N, D] float points (policies that take any shape), on the model's device.
         labels: int [N] class ids.
         policy, alpha, **mix_options: passed to :func:`mixviz.mixing.mix`.
         seed: seed of the mixing generator.
@@ -302,7 +303,7 @@ def mixed_evaluation(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    check_tensor("images", images, ndim=4)
+    check_tensor("images", images, ndim=(2, 4))
     if images.dtype != torch.uint8 and not images.is_floating_point():
         raise TypeError(f"images must be uint8 or floating point, got {images.dtype}")
     if images.shape[0] == 0:

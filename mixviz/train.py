@@ -37,7 +37,7 @@ from mixviz._validation import check_choice, check_positive
 from mixviz.augment import random_crop_flip
 from mixviz.ioutil import atomic_torch_save, atomic_write_json, atomic_write_text
 
-__all__ = ["TrainConfig", "Run", "fit", "resolve_device", "evaluate"]
+__all__ = ["TrainConfig", "Run", "fit", "make_step", "resolve_device", "evaluate"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("cosine", "none")
@@ -178,61 +178,69 @@ def _as_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
 
 
+def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The sample order of epoch ``epoch``: a permutation drawn from a CPU
+    generator seeded by ``(seed, epoch)``, so it needs no saved state."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def _shard_steps(n: int, batch_size: int, world: int) -> int:
+    if batch_size % world:
+        raise ValueError(f"batch_size ({batch_size}) must be divisible by the number of processes ({world})")
+    if n < batch_size:
+        raise ValueError(f"batch_size ({batch_size}) is larger than the training set ({n} samples)")
+    return n // batch_size  # the last partial batch is dropped, as timm does
+
+
 class _DeviceBatches:
     """Batches of an in-memory dataset, kept on the device.
 
-    The order of epoch ``e`` is a permutation drawn from a CPU generator seeded
-    by ``(seed, e)``, so it needs no saved state; under torch.distributed each
-    rank takes its own stride of it.
+    ``batch_size`` is the global batch: under torch.distributed, step ``s`` of
+    every rank takes its stride ``rank::world`` of the same global batch, so
+    DistributedDataParallel's averaged gradient is the gradient of the global
+    batch.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
                  device: torch.device, rank: int = 0, world: int = 1) -> None:
+        self.steps = _shard_steps(len(labels), batch_size, world)
         self.images = images.to(device)
         self.labels = labels.to(device)
-        self.batch_size = batch_size
-        self.seed = seed
-        self.device = device
+        self.batch_size, self.seed, self.device = batch_size, seed, device
         self.rank, self.world = rank, world
-        per_rank = len(labels) // world
-        self.steps = per_rank // batch_size if per_rank >= batch_size else 1
-        self.per_rank = min(per_rank, self.steps * batch_size)
 
     def __len__(self) -> int:
         return self.steps
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        order = torch.randperm(len(self.labels), generator=g)[self.rank::self.world][: self.per_rank]
-        order = order.to(self.device)
-        for s in range(self.steps):
-            idx = order[s * self.batch_size:(s + 1) * self.batch_size]
+        order = _epoch_order(len(self.labels), self.seed, epoch)[: self.steps * self.batch_size]
+        order = order.view(self.steps, self.batch_size)[:, self.rank::self.world].to(self.device)
+        for idx in order:
             yield self.images[idx], self.labels[idx]
 
 
 class _LoaderBatches:
-    """Batches of a folder dataset through a DataLoader (workers decode images)."""
+    """Batches of a folder dataset through a DataLoader (workers decode the
+    images); the same global-batch sharding as :class:`_DeviceBatches`."""
 
     def __init__(self, dataset: Any, batch_size: int, seed: int, device: torch.device,
                  num_workers: int, rank: int = 0, world: int = 1) -> None:
+        self.steps = _shard_steps(len(dataset), batch_size, world)
         self.dataset = dataset
-        self.batch_size = batch_size
-        self.seed = seed
-        self.device = device
+        self.batch_size, self.seed, self.device = batch_size, seed, device
         self.num_workers = num_workers
         self.rank, self.world = rank, world
-        self.steps = max(1, len(dataset) // world // batch_size)
 
     def __len__(self) -> int:
         return self.steps
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        order = torch.randperm(len(self.dataset), generator=g)[self.rank::self.world]
-        order = order[: self.steps * self.batch_size].tolist()
+        order = _epoch_order(len(self.dataset), self.seed, epoch)[: self.steps * self.batch_size]
+        order = order.view(self.steps, self.batch_size)[:, self.rank::self.world].reshape(-1).tolist()
         loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(self.dataset, order), batch_size=self.batch_size, shuffle=False,
-            num_workers=self.num_workers, pin_memory=self.device.type == "cuda", drop_last=False,
+            torch.utils.data.Subset(self.dataset, order), batch_size=self.batch_size // self.world,
+            shuffle=False, num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
             persistent_workers=False,
         )
         for x, y in loader:
@@ -338,6 +346,40 @@ def _set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
 # fit
 
 
+def make_step(config: TrainConfig, model: nn.Module, train_model: nn.Module, criterion: nn.Module,
+              optimizer: torch.optim.Optimizer, scheduler: Any, gen: torch.Generator, *,
+              amp: bool, channels_last: bool, augment: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The training step of ``config`` as a function ``step(x, y) -> loss``
+    (the loss as a detached device tensor: no host sync).
+
+    ``model`` is the bare network (dynamic policies look at it);
+    ``train_model`` is what is trained (the same, or its DDP wrapper).
+    """
+    from mixviz import mixing
+
+    dynamic = mixing.available()[config.policy] == "dynamic"
+    policy_options = dict(config.policy_options)
+    device_type = next(model.parameters()).device.type
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x = _as_float(x)
+        if augment:
+            x = random_crop_flip(x, gen)
+        x = _maybe_channels_last(x, channels_last)
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
+            mixed = mixing.mix(config.policy, x, y, alpha=config.alpha, generator=gen,
+                               model=model if dynamic else None, **policy_options)
+            logits = train_model(mixed.inputs)
+        loss = criterion(logits.float(), mixed)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        return loss.detach()
+
+    return step
+
+
 def fit(config: TrainConfig, resume: bool = False, *,
         on_step: Callable[[int, int], None] | None = None) -> Run:
     """Train ``config`` and return the :class:`Run`.
@@ -418,8 +460,9 @@ def fit(config: TrainConfig, resume: bool = False, *,
     eval_images, eval_labels = _eval_arrays(test_set)
     eval_images, eval_labels = eval_images.to(device), eval_labels.to(device)
     eval_policy = _eval_policy(config, points)
-    policy_options = dict(config.policy_options)
-    dynamic = mixing.available()[config.policy] == "dynamic"
+
+    step = make_step(config, model, train_model, criterion, optimizer, scheduler, gen,
+                     amp=amp, channels_last=channels_last, augment=augment)
 
     progress = None
     if config.progress and rank == 0:
@@ -437,19 +480,7 @@ def fit(config: TrainConfig, resume: bool = False, *,
             steps = 0
             t0 = time.perf_counter()
             for x, y in batches.epoch(epoch):
-                x = _as_float(x)
-                if augment:
-                    x = random_crop_flip(x, gen)
-                x = _maybe_channels_last(x, channels_last)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    mixed = mixing.mix(config.policy, x, y, alpha=config.alpha, generator=gen,
-                                       model=model if dynamic else None, **policy_options)
-                    logits = train_model(mixed.inputs)
-                loss = criterion(logits.float(), mixed)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
+                loss = step(x, y)
                 loss_sum += loss.detach()
                 steps += 1
                 if steps == 1 and epoch == start_epoch:
@@ -469,7 +500,7 @@ def fit(config: TrainConfig, resume: bool = False, *,
             row = _evaluate_epoch(model, eval_images, eval_labels, eval_policy, config, amp, metrics)
             row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                    "train_loss": float(loss_sum) / max(1, steps), **row,
-                   "epoch_sec": train_sec, "images_per_sec": steps * config.batch_size * world / train_sec}
+                   "epoch_sec": train_sec, "images_per_sec": steps * config.batch_size / train_sec}
             history.append(row)
             if writer:
                 atomic_torch_save({
