@@ -245,6 +245,11 @@ def test_from_torchvision_rejects_non_uint8():
 
     with pytest.raises(ValueError, match="uint8"):
         V.from_torchvision(Fake(), name="x", split="train")
+    with pytest.raises(ValueError, match="layout"):
+        V.from_torchvision(Fake(), name="x", split="train", layout="HWC")
+    Fake.data = np.arange(2 * 4 * 5 * 3, dtype=np.uint8).reshape(2, 4, 5, 3)
+    ds = V.from_torchvision(Fake(), name="x", split="test")
+    assert ds.images.shape == (2, 3, 4, 5) and ds.images[1, 2, 3, 4] == Fake.data[1, 3, 4, 2]
 
 
 # --------------------------------------------------------------------------- ImageFolder

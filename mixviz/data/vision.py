@@ -54,8 +54,8 @@ def _resolve_root(root: str | Path | None) -> Path:
     return Path(root).expanduser() if root is not None else default_root()
 
 
-def _missing(cls: type, root: Path, split: str) -> list[str]:
-    """Files torchvision needs for ``split`` that are not under ``root``."""
+def _missing(cls: type, root: Path) -> list[str]:
+    """Files torchvision checks (for either split) that are not under ``root``."""
     folder = root / cls.base_folder
     names = [f for f, _ in cls.train_list + cls.test_list]
     meta = getattr(cls, "meta", None)
@@ -76,7 +76,7 @@ def _not_found(name: str, cls: type, root: Path, missing: list[str]) -> DatasetN
 def _open(name: str, split: str, root: Path, download: bool):
     cls = TORCHVISION_SETS[name]
     if not download:
-        missing = _missing(cls, root, split)
+        missing = _missing(cls, root)
         if missing:
             raise _not_found(name, cls, root, missing)
     kwargs: dict = {"download": True} if download else {}
@@ -91,19 +91,22 @@ def _open(name: str, split: str, root: Path, download: bool):
             raise
         raise RuntimeError(
             f"{name} files under {str(root / cls.base_folder)!r} failed torchvision's MD5 check ({err}). "
-            f"Delete that folder and load again with download=True (or `--download`).") from err
+            f"Load again with download=True (or `--download`) to fetch a fresh copy.") from err
 
 
-def from_torchvision(dataset, *, name: str, split: str, classes: list[str] | None = None) -> InMemoryDataset:
+def from_torchvision(dataset, *, name: str, split: str, layout: str = "NHWC",
+                     classes: list[str] | None = None) -> InMemoryDataset:
     """An :class:`InMemoryDataset` of uint8 ``[N, 3, H, W]`` images from a
-    torchvision CIFAR/STL-10 object: ``.data`` is ``[N, H, W, 3]`` (CIFAR) or
-    ``[N, 3, H, W]`` (STL-10); labels come from ``.targets`` or ``.labels``."""
+    torchvision CIFAR/STL-10 object: ``.data`` is ``[N, H, W, 3]``
+    (``layout="NHWC"``, CIFAR) or ``[N, 3, H, W]`` (``"NCHW"``, STL-10);
+    labels come from ``.targets`` or ``.labels``; classes from ``.classes``
+    unless given."""
+    check_choice("layout", layout, ("NHWC", "NCHW"))
     data = np.asarray(dataset.data)
     if data.ndim != 4 or data.dtype != np.uint8:
-        raise ValueError(f"dataset.data must be a uint8 array [N, H, W, 3] or [N, 3, H, W], "
-                         f"got {data.dtype} {data.shape}")
+        raise ValueError(f"dataset.data must be a 4-D uint8 array, got {data.dtype} {data.shape}")
     images = torch.from_numpy(np.ascontiguousarray(data))
-    if images.shape[-1] == 3 and images.shape[1] != 3:
+    if layout == "NHWC":
         images = images.permute(0, 3, 1, 2)
     images = images.contiguous()
     targets = getattr(dataset, "targets", None)
@@ -122,10 +125,10 @@ def _load_torchvision(name: str, split: str, root: str | Path | None, download: 
     if not isinstance(download, bool):
         raise TypeError(f"download must be a bool, got {type(download).__name__}")
     ds = _open(name, split, _resolve_root(root), download)
-    classes = None
-    if name == "stl10":
-        classes = list(getattr(ds, "classes", STL10_CLASSES))
-    return from_torchvision(ds, name=name, split=split, classes=classes)
+    if name == "stl10":   # torchvision reads class_names.txt when the file is there
+        return from_torchvision(ds, name=name, split=split, layout="NCHW",
+                                classes=list(getattr(ds, "classes", STL10_CLASSES)))
+    return from_torchvision(ds, name=name, split=split, layout="NHWC")
 
 
 def cifar10(split: str = "train", root: str | Path | None = None, download: bool = False) -> InMemoryDataset:
