@@ -1,0 +1,63 @@
+"""Pictures: every function takes data (tensors, DataFrames, dicts) and returns
+a matplotlib :class:`~matplotlib.figure.Figure`.  Nothing here trains, loads
+data or writes files, except :func:`save` (atomic) and
+:func:`probability_grid` (a forward pass of a model on a grid, no training).
+
+Each function draws inside :func:`mixviz.viz.style.theme` (seaborn
+``whitegrid``), so matplotlib's global settings are left as they were.
+
+=============================  ==============================================
+:func:`mixed_samples_gallery`  the same pairs under every policy, with lam,
+                               masks and soft labels
+:func:`decision_boundaries`    2-D decision boundaries with confidence shading
+:func:`reliability_diagrams`   accuracy per confidence bin and ECE per method
+:func:`mixed_accuracy_plot`    Top-1 / Top-2 accuracy on mixed samples
+:func:`saliency_grid`          attributions for the top-2 classes per method
+:func:`training_curves`        run-history columns against the epoch
+:func:`method_comparison`      accuracy vs time, mean ± std over seeds
+:func:`method_bars`            one metric per method
+:func:`mismatch_scatter`       label share vs object visibility per policy
+=============================  ==============================================
+
+>>> import matplotlib; matplotlib.use("Agg")
+>>> import pandas as pd
+>>> from mixviz import viz
+>>> h = pd.DataFrame({"epoch": [1, 2], "train_loss": [2.0, 1.5], "test_acc": [0.4, 0.6]})
+>>> fig = viz.training_curves({"mixup+mixup_ce": h})
+>>> len(fig.axes)
+2
+"""
+
+from __future__ import annotations
+
+from mixviz.viz._common import save
+from mixviz.viz.boundary import decision_boundaries, probability_grid
+from mixviz.viz.calibration import display_bins, reliability_diagrams
+from mixviz.viz.comparison import method_bars, method_comparison, method_summary
+from mixviz.viz.curves import training_curves
+from mixviz.viz.mismatch import mismatch_scatter, mismatch_scatter_from_reports
+from mixviz.viz.mixed_accuracy import final_mixed_accuracy, mixed_accuracy_plot
+from mixviz.viz.samples import mixed_samples_gallery, soft_label_text
+from mixviz.viz.saliency import saliency_grid
+from mixviz.viz.style import method_colors, theme
+
+__all__ = [
+    "save",
+    "theme",
+    "method_colors",
+    "mixed_samples_gallery",
+    "soft_label_text",
+    "decision_boundaries",
+    "probability_grid",
+    "reliability_diagrams",
+    "display_bins",
+    "mixed_accuracy_plot",
+    "final_mixed_accuracy",
+    "saliency_grid",
+    "training_curves",
+    "method_comparison",
+    "method_bars",
+    "method_summary",
+    "mismatch_scatter",
+    "mismatch_scatter_from_reports",
+]

@@ -1,0 +1,225 @@
+"""Argument checks and small helpers shared by the picture modules, and
+:func:`save` (atomic PNG/PDF/SVG writes)."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from mixviz._validation import check_positive
+from mixviz.ioutil import atomic_write_bytes
+
+__all__ = ["save"]
+
+
+def check_mapping(name: str, value: Any) -> Mapping[str, Any]:
+    """A non-empty mapping with string keys (method or policy names)."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a dict mapping names to data, got {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+    for key in value:
+        if not isinstance(key, str):
+            raise TypeError(f"{name} keys must be str (method or policy names), got {type(key).__name__}")
+    return value
+
+
+def check_same_keys(name: str, value: Mapping[str, Any], reference_name: str,
+                    reference: Mapping[str, Any]) -> None:
+    """``value`` must have the keys of ``reference`` (order free)."""
+    missing = [k for k in reference if k not in value]
+    if missing:
+        raise ValueError(f"{name} must have an entry for every key of {reference_name}; missing {missing}")
+
+
+def check_frame(name: str, value: Any, columns: Iterable[str]) -> pd.DataFrame:
+    """A pandas DataFrame with at least ``columns``."""
+    if not isinstance(value, pd.DataFrame):
+        raise TypeError(f"{name} must be a pandas DataFrame, got {type(value).__name__}")
+    missing = [c for c in columns if c not in value.columns]
+    if missing:
+        raise ValueError(f"{name} must have the column(s) {', '.join(missing)}; "
+                         f"has {', '.join(map(str, value.columns))}")
+    return value
+
+
+def check_int(name: str, value: Any, low: int = 1) -> int:
+    check_positive(name, value, allow_zero=low == 0, integer=True)
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    return value
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """A number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+    return float(value)
+
+
+def check_fractions(name: str, values: np.ndarray) -> None:
+    """Every finite entry of ``values`` lies in [0, 1] (NaN allowed: not measured)."""
+    finite = values[np.isfinite(values)]
+    if finite.size and (finite.min() < 0 or finite.max() > 1):
+        raise ValueError(f"{name} must be fractions in [0, 1] (NaN for missing), got values in "
+                         f"[{finite.min():.4g}, {finite.max():.4g}]")
+
+
+def to_numpy(name: str, value: Any, ndim: int | tuple[int, ...] | None = None) -> np.ndarray:
+    """A tensor, array or sequence as a float64 NumPy array of rank ``ndim``."""
+    if isinstance(value, torch.Tensor):
+        array = value.detach().to("cpu", torch.float64).numpy()
+    elif isinstance(value, (np.ndarray, list, tuple, pd.Series)):
+        try:
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{name} must hold numbers: {err}") from None
+    else:
+        raise TypeError(f"{name} must be a torch.Tensor or NumPy array, got {type(value).__name__}")
+    if ndim is not None:
+        dims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if array.ndim not in dims:
+            want = " or ".join(f"{d}-D" for d in dims)
+            raise ValueError(f"{name} must be {want}, got shape {array.shape}")
+    return array
+
+
+def image_array(name: str, value: Any) -> np.ndarray:
+    """One image [C, H, W] (C = 1 or 3; or [H, W]) in [0, 1] as what
+    ``imshow`` takes: [H, W] for grey, [H, W, 3] for colour; values clipped to
+    [0, 1] for display."""
+    array = to_numpy(name, value, ndim=(2, 3))
+    if array.ndim == 3:
+        if array.shape[0] not in (1, 3):
+            raise ValueError(f"{name} must have 1 or 3 channels first ([C, H, W]), got shape {array.shape}")
+        array = array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return np.clip(array, 0.0, 1.0)
+
+
+def show_image(ax: Axes, image: np.ndarray, **kw: Any) -> None:
+    """Draw an image from :func:`image_array` without grid, ticks or spines."""
+    if image.ndim == 2:
+        kw = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0, **kw}
+    ax.imshow(image, **kw)
+    clear_axis(ax)
+
+
+def clear_axis(ax: Axes) -> None:
+    ax.grid(False)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def grid_shape(n: int, ncols: int | None) -> tuple[int, int]:
+    """(rows, cols) for ``n`` panels: ``ncols`` per row, or by default at
+    most 4 per row with the rows as evenly filled as possible (5 -> 3 + 2)."""
+    if ncols is None:
+        cols = math.ceil(n / math.ceil(n / 4))
+    else:
+        cols = min(n, ncols)
+    return math.ceil(n / cols), cols
+
+
+def label_outer(axes: np.ndarray, used: int, xlabel: str, ylabel: str) -> None:
+    """x labels (and tick labels) on the lowest used panel of each column,
+    y labels on the first column, for a grid whose first ``used`` panels are used."""
+    rows, cols = axes.shape
+    for i in range(used):
+        r, c = divmod(i, cols)
+        ax = axes[r, c]
+        if (r + 1) * cols + c >= used:
+            ax.set_xlabel(xlabel)
+            ax.tick_params(labelbottom=True)
+        if c == 0:
+            ax.set_ylabel(ylabel)
+
+
+def class_name(label: int, class_names: Any = None) -> str:
+    """The class's name; names that are numbers (digit classes) are quoted so
+    that ``0.30 "4"`` does not read as two numbers."""
+    name = str(label) if class_names is None else str(class_names[int(label)])
+    return f'"{name}"' if name.replace(".", "", 1).isdigit() else name
+
+
+def hide_unused(axes: np.ndarray, used: int) -> None:
+    """Remove the panels past the first ``used`` from the figure."""
+    for ax in axes.ravel()[used:]:
+        ax.remove()
+
+
+def percent(name: str, values: np.ndarray, metric: str) -> np.ndarray:
+    """Fractions of the percentage metrics as percent (after a range check)."""
+    from mixviz.viz.style import PERCENT_METRICS
+
+    if metric in PERCENT_METRICS:
+        check_fractions(name, values)
+        return values * 100.0
+    return values
+
+
+def save(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Write ``fig`` to ``path`` atomically (a temporary file, then a rename).
+
+    The format follows the suffix (``.png``, ``.pdf``, ``.svg``, ...); the
+    parent folder is created.  Returns the path.  The figure stays open.
+    """
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    check_positive("dpi", dpi, integer=True)
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower()
+    supported = fig.canvas.get_supported_filetypes()
+    if fmt not in supported:
+        raise ValueError(f"path must end in one of {', '.join('.' + s for s in sorted(supported))}; got {str(path)!r}")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=dpi, bbox_inches="tight")
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def integer_epochs(ax: Axes) -> None:
+    """Epoch axis ticks at whole numbers only."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def new_figure(nrows: int, ncols: int, **kw: Any) -> tuple[Figure, np.ndarray]:
+    """``plt.subplots`` with a 2-D array of axes always."""
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes
+
+
+def history_values(name: str, frame: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(epochs, values) of one metric column of a run history, NaN rows
+    dropped, percentage metrics in percent."""
+    data = frame[["epoch", metric]].apply(pd.to_numeric, errors="coerce").dropna()
+    values = percent(f"{name}[{metric!r}]", data[metric].to_numpy(dtype=float), metric)
+    return data["epoch"].to_numpy(dtype=float), values
+
+
+def method_labels(results: pd.DataFrame) -> pd.Series:
+    """The method of each row: the ``method`` column, else ``f"{policy}+{loss}"``."""
+    if "method" in results.columns:
+        return results["method"].astype(str)
+    if "policy" in results.columns and "loss" in results.columns:
+        return results["policy"].astype(str) + "+" + results["loss"].astype(str)
+    raise ValueError("results must have a 'method' column or the columns 'policy' and 'loss'")

@@ -1,0 +1,184 @@
+"""The method comparison from the results table of the comparison harness:
+accuracy against training time, and bars of one metric per method."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from mixviz.viz._common import check_frame, check_mapping, method_labels, new_figure, percent
+from mixviz.viz.style import KIND_MARKERS, method_colors, metric_label, themed
+
+__all__ = ["method_comparison", "method_bars", "method_summary", "KIND_COLORS"]
+
+#: Colour of each training kind in :func:`method_bars`.
+KIND_COLORS = {"static": "#4c72b0", "dynamic": "#dd8452", "DM loss": "#55a868", "other": "#8c8c8c"}
+
+DM_LOSSES = frozenset({"dm"})
+
+
+def _default_kinds() -> dict[str, str]:
+    try:
+        from mixviz.mixing import available
+    except ImportError:
+        return {}
+    return dict(available())
+
+
+def _check_kinds(kinds: Mapping[str, str] | None) -> dict[str, str]:
+    if kinds is None:
+        return _default_kinds()
+    check_mapping("kinds", kinds)
+    bad = {k: v for k, v in kinds.items() if v not in ("static", "dynamic")}
+    if bad:
+        raise ValueError(f"kinds must map policy names to 'static' or 'dynamic', got {bad}")
+    return dict(kinds)
+
+
+def _kind(policy: str, loss: str | None, kinds: Mapping[str, str]) -> str:
+    """'DM loss' for the decoupled loss, else the policy's kind ('other' if unknown)."""
+    if loss in DM_LOSSES:
+        return "DM loss"
+    return kinds.get(policy, "other")
+
+
+def method_summary(results: pd.DataFrame, metrics: list[str],
+                   kinds: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Mean and standard deviation over seeds of ``metrics`` per method.
+
+    Returns one row per method (in order of first appearance) with the
+    columns ``method``, ``kind`` (``static``/``dynamic``/``DM loss``/``other``),
+    ``n`` (runs), and ``<metric>``, ``<metric>_std`` for each metric
+    (percentage metrics in percent; std 0 for a single run).
+    """
+    check_frame("results", results, metrics)
+    if len(results) == 0:
+        raise ValueError("results must have at least one row")
+    kinds = _check_kinds(kinds)
+    methods = method_labels(results).to_numpy()
+    policies = results["policy"].astype(str).to_numpy() if "policy" in results.columns else \
+        np.array([m.split("+")[0] for m in methods])
+    losses = results["loss"].astype(str).to_numpy() if "loss" in results.columns else \
+        np.array([m.split("+")[1] if "+" in m else None for m in methods], dtype=object)
+    frame = pd.DataFrame({"method": methods,
+                          "kind": [_kind(p, l, kinds) for p, l in zip(policies, losses)]})
+    for m in metrics:
+        values = pd.to_numeric(results[m], errors="coerce").to_numpy(dtype=float)
+        frame[m] = percent(f"results[{m!r}]", values, m)
+    agg: dict[str, tuple[str, str]] = {"kind": ("kind", "first"), "n": ("method", "size")}
+    for m in dict.fromkeys(metrics):
+        agg[m] = (m, "mean")
+        agg[f"{m}_std"] = (m, "std")
+    out = frame.groupby("method", sort=False).agg(**agg).reset_index()
+    return out.fillna({f"{m}_std": 0.0 for m in metrics})
+
+
+def _subtitle(results: pd.DataFrame, summary: pd.DataFrame) -> str:
+    parts = []
+    for col in ("dataset", "model"):
+        if col in results.columns and results[col].nunique() == 1:
+            parts.append(str(results[col].iloc[0]))
+    seeds = summary["n"].min(), summary["n"].max()
+    runs = f"{seeds[0]} run" + ("s" if seeds[0] != 1 else "") if seeds[0] == seeds[1] else \
+        f"{seeds[0]}-{seeds[1]} runs"
+    parts.append(f"mean ± std over {runs} per method")
+    return ", ".join(parts)
+
+
+@themed
+def method_comparison(results: pd.DataFrame, x: str = "sec_per_epoch", y: str = "test_acc",
+                      kinds: Mapping[str, str] | None = None) -> Figure:
+    """One point per method: the mean of ``y`` against the mean of ``x`` over
+    seeds, with ± one standard deviation as error bars in both directions.
+
+    The marker shows the training kind: circle = static mixing, square =
+    dynamic mixing (saliency / graph cuts, slower), triangle = the Decoupled
+    Mixup loss (any policy).  The default is the accuracy-versus-time plot of
+    the method comparison: what does the extra time of dynamic mixing buy,
+    and does DM get it for free?
+
+    Args:
+        results: one row per run with the columns ``x``, ``y`` and ``policy``
+            and ``loss`` (or ``method``); the method label is
+            ``f"{policy}+{loss}"``.  Accuracy / ECE columns are fractions in
+            [0, 1] and drawn in percent.
+        x, y: the columns to plot.
+        kinds: ``{policy: "static" | "dynamic"}``; default
+            :func:`mixviz.mixing.available` when importable.
+
+    Returns:
+        The figure: one axes.
+    """
+    for name, value in (("x", x), ("y", y)):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a column name (str), got {type(value).__name__}")
+    summary = method_summary(results, [x, y], kinds)
+    colors = method_colors(list(summary["method"]))
+    fig, axes = new_figure(1, 1, figsize=(8.0, 5.2), layout="constrained")
+    ax = axes[0, 0]
+    for row in summary.itertuples(index=False):
+        r = row._asdict()
+        ax.errorbar(r[x], r[y], xerr=r[f"{x}_std"], yerr=r[f"{y}_std"], marker=KIND_MARKERS[r["kind"]],
+                    markersize=9, color=colors[r["method"]], markeredgecolor="black", markeredgewidth=0.6,
+                    capsize=3, linestyle="none", label=r["method"])
+        ax.annotate(r["method"], (r[x], r[y]), textcoords="offset points", xytext=(7, 5), fontsize="small")
+    ax.set_xlabel(metric_label(x))
+    ax.set_ylabel(metric_label(y))
+    ax.set_title(f"{metric_label(y)} vs {metric_label(x)}\n({_subtitle(results, summary)})")
+    handles = [Line2D([], [], marker=KIND_MARKERS[k], color="0.4", linestyle="none", markersize=8, label=k)
+               for k in KIND_MARKERS if k in set(summary["kind"])]
+    fig.legend(handles=handles, loc="outside right lower", title="kind (marker)", fontsize="small")
+    method_handles, method_names = [], []
+    for line in ax.containers:
+        method_handles.append(line)
+        method_names.append(line.get_label())
+    fig.legend(method_handles, method_names, loc="outside right upper", title="method", fontsize="small")
+    ax.margins(x=0.15, y=0.15)
+    return fig
+
+
+@themed
+def method_bars(results: pd.DataFrame, metric: str = "test_acc",
+                kinds: Mapping[str, str] | None = None) -> Figure:
+    """Horizontal bars of ``metric`` per method (mean over seeds, ± std as
+    error bars, each run as a dot), sorted by the mean, coloured by the
+    training kind (static / dynamic / DM loss).
+
+    Args:
+        results: one row per run with the column ``metric`` and ``policy`` and
+            ``loss`` (or ``method``).
+        metric: the column to compare (accuracy / ECE in percent).
+        kinds: ``{policy: "static" | "dynamic"}``; default
+            :func:`mixviz.mixing.available` when importable.
+
+    Returns:
+        The figure: one axes.
+    """
+    if not isinstance(metric, str):
+        raise TypeError(f"metric must be a column name (str), got {type(metric).__name__}")
+    summary = method_summary(results, [metric], kinds).sort_values(metric, kind="stable").reset_index(drop=True)
+    fig, axes = new_figure(1, 1, figsize=(7.5, 1.2 + 0.45 * len(summary)), layout="constrained")
+    ax = axes[0, 0]
+    pos = np.arange(len(summary))
+    bars = ax.barh(pos, summary[metric], xerr=summary[f"{metric}_std"], capsize=3,
+                   color=[KIND_COLORS[k] for k in summary["kind"]], edgecolor="black", linewidth=0.6)
+    ax.bar_label(bars, labels=[f"{v:.2f}" for v in summary[metric]], padding=6, fontsize="small")
+    labels = method_labels(results).to_numpy()
+    runs = percent(f"results[{metric!r}]", pd.to_numeric(results[metric], errors="coerce").to_numpy(float), metric)
+    for i, method in enumerate(summary["method"]):
+        vals = runs[labels == method]
+        ax.scatter(vals, np.full(vals.shape, pos[i]), s=14, color="black", zorder=3)
+    ax.set_yticks(pos, summary["method"])
+    ax.set_xlabel(metric_label(metric))
+    ax.grid(axis="y", visible=False)
+    ax.set_title(f"{metric_label(metric)} per method\n({_subtitle(results, summary)}; dots = single runs)")
+    handles = [Line2D([], [], marker="s", color=KIND_COLORS[k], linestyle="none", markersize=10,
+                      markeredgecolor="black", label=k) for k in KIND_COLORS if k in set(summary["kind"])]
+    ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(1.01, 0.0), title="kind", fontsize="small")
+    finite = summary[metric] + summary[f"{metric}_std"]
+    ax.set_xlim(0, float(np.nanmax([finite.max(), np.nanmax(runs)])) * 1.15)
+    return fig

@@ -1,0 +1,121 @@
+"""The mixed-sample gallery: the same images mixed by every policy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+
+from mixviz.mixing.batch import MixedBatch
+from mixviz.viz._common import check_int, class_name, check_mapping, clear_axis, image_array, show_image
+from mixviz.viz.style import themed
+
+__all__ = ["mixed_samples_gallery", "soft_label_text"]
+
+MASK_CMAP = "viridis"
+
+
+def soft_label_text(lam: float, y_a: int, y_b: int, class_names: Sequence[str] | None = None) -> str:
+    """The soft label ``lam * onehot(y_a) + (1 - lam) * onehot(y_b)`` as text,
+    e.g. ``"0.63 cat / 0.37 dog"``; ``"1.00 cat"`` when both labels agree."""
+    name_a, name_b = class_name(y_a, class_names), class_name(y_b, class_names)
+    if y_a == y_b:
+        return f"1.00 {name_a}"
+    return f"{lam:.2f} {name_a} / {1.0 - lam:.2f} {name_b}"
+
+
+def _check_batches(batches: Mapping[str, MixedBatch], n: int) -> None:
+    check_mapping("batches", batches)
+    for key, batch in batches.items():
+        if not isinstance(batch, MixedBatch):
+            raise TypeError(f"batches[{key!r}] must be a MixedBatch, got {type(batch).__name__}")
+        if batch.inputs.dim() != 4 or batch.inputs.shape[1] not in (1, 3):
+            raise ValueError(f"batches[{key!r}].inputs must be images [B, C, H, W] with C = 1 or 3, "
+                             f"got shape {tuple(batch.inputs.shape)}")
+        if len(batch) < n:
+            raise ValueError(f"n must be <= the batch size; batches[{key!r}] has {len(batch)} samples, n = {n}")
+    first_key, first = next(iter(batches.items()))
+    for key, batch in batches.items():
+        if not torch.equal(batch.y_a[:n].cpu(), first.y_a[:n].cpu()):
+            raise ValueError(f"batches must all mix the same source batch (same y_a); batches[{key!r}] "
+                             f"and batches[{first_key!r}] differ in their first {n} labels")
+
+
+def _check_class_names(class_names: Sequence[str] | None, batches: Mapping[str, MixedBatch], n: int) -> None:
+    if class_names is None:
+        return
+    if isinstance(class_names, str) or not isinstance(class_names, Sequence):
+        raise TypeError(f"class_names must be a sequence of str or None, got {type(class_names).__name__}")
+    top = max(int(torch.maximum(b.y_a[:n], b.y_b[:n]).max()) for b in batches.values())
+    if top >= len(class_names):
+        raise ValueError(f"class_names must name every class shown: has {len(class_names)} names, "
+                         f"labels go up to {top}")
+
+
+@themed
+def mixed_samples_gallery(batches: Mapping[str, MixedBatch], class_names: Sequence[str] | None = None,
+                          n: int = 4) -> Figure:
+    """The first ``n`` samples of a batch mixed by every policy, side by side.
+
+    Row ``i`` shows mixed sample ``i`` (image a = sample ``i`` of the source
+    batch, share ``lam``) under each policy; each policy has one column of
+    mixed images and, when it has a mask, a narrow column with the mask
+    (1 = pixel from image a, 0 = from its partner b; colour bar at the
+    bottom).  Under every image: ``lam`` and the soft label
+    ``lam * y_a + (1 - lam) * y_b`` as text.  Policies mixed with the same
+    generator seed draw the same partners, so the rows compare like with like.
+
+    Args:
+        batches: ``{policy name: MixedBatch}``, all made from the same source
+            batch (same ``y_a``); ``inputs`` are images [B, C, H, W] in [0, 1]
+            with 1 or 3 channels.
+        class_names: names of the classes (index = label), or None for the ids.
+        n: how many samples (rows) to show, at most the batch size.
+
+    Returns:
+        The figure: ``n`` rows of ``policies + masked policies`` axes, plus one
+        colour-bar axes when any policy has a mask.
+    """
+    check_int("n", n)
+    _check_batches(batches, n)
+    _check_class_names(class_names, batches, n)
+    columns: list[tuple[str, str]] = []  # (policy, "image" | "mask")
+    for key, batch in batches.items():
+        columns.append((key, "image"))
+        if batch.mask is not None:
+            columns.append((key, "mask"))
+    widths = [1.0 if kind == "image" else 0.5 for _, kind in columns]
+    has_mask = any(kind == "mask" for _, kind in columns)
+    fig = plt.figure(figsize=(1.9 * sum(widths) + 0.8, 2.3 * n + (1.3 if has_mask else 0.8)),
+                     layout="constrained")
+    axes = fig.subplots(n, len(columns), squeeze=False, gridspec_kw={"width_ratios": widths})
+    mask_image = None
+    for col, (key, kind) in enumerate(columns):
+        batch = batches[key]
+        lam = batch.lam[:n].detach().float().cpu().tolist()
+        y_a, y_b = batch.y_a[:n].cpu().tolist(), batch.y_b[:n].cpu().tolist()
+        for row in range(n):
+            ax = axes[row, col]
+            if kind == "image":
+                show_image(ax, image_array(f"batches[{key!r}].inputs[{row}]", batch.inputs[row]))
+                ax.set_xlabel(f"λ = {lam[row]:.2f}\n{soft_label_text(lam[row], y_a[row], y_b[row], class_names)}",
+                              fontsize="small")
+                if row == 0:
+                    ax.set_title(key, fontweight="bold")
+            else:
+                mask = batch.mask[row, 0].detach().to("cpu", torch.float64).numpy()
+                mask_image = ax.imshow(mask, cmap=MASK_CMAP, vmin=0.0, vmax=1.0)
+                clear_axis(ax)
+                ax.set_xlabel(f"{mask.mean():.0%} from a", fontsize="small")
+                if row == 0:
+                    ax.set_title("mask", fontsize="small")
+        if col == 0:
+            for row in range(n):
+                axes[row, 0].set_ylabel(f"sample {row}\na = {class_name(y_a[row], class_names)}")
+    if mask_image is not None:
+        bar = fig.colorbar(mask_image, ax=axes, location="bottom", shrink=0.5, aspect=40)
+        bar.set_label("mask: share of the pixel taken from image a (1 = a, 0 = partner b)")
+    fig.suptitle("Mixed samples: the same image a under each policy  (λ = share of image a in the label)")
+    return fig

@@ -1,0 +1,94 @@
+"""The one look of every mixviz picture: a seaborn theme applied inside each
+plotting function (never globally), method colours that stay the same across
+figures, and the labels and units of the run-history metrics."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import matplotlib.pyplot as plt
+import seaborn as sns
+
+__all__ = ["theme", "themed", "method_colors", "KIND_MARKERS", "METRIC_LABELS", "PERCENT_METRICS",
+           "metric_label"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Marker of each training kind in the comparison plots.
+KIND_MARKERS = {"static": "o", "dynamic": "s", "DM loss": "^", "other": "D"}
+
+#: Metrics stored as fractions in [0, 1] and drawn as percentages.
+PERCENT_METRICS = frozenset({"test_acc", "test_ece", "ece", "mixed_top1", "mixed_top2"})
+
+#: Axis labels (with units) of the run-history and results-table columns.
+METRIC_LABELS = {
+    "epoch": "epoch",
+    "lr": "learning rate",
+    "train_loss": "training loss (nats)",
+    "test_acc": "test accuracy (%)",
+    "test_nll": "test NLL (nats)",
+    "nll": "test NLL (nats)",
+    "test_ece": "test ECE (%)",
+    "ece": "test ECE (%)",
+    "mixed_top1": "mixed Top-1 accuracy (%)",
+    "mixed_top2": "mixed Top-2 accuracy (%)",
+    "epoch_sec": "time per epoch (s)",
+    "sec_per_epoch": "time per epoch (s)",
+    "images_per_sec": "throughput (images / s)",
+    "epochs": "epochs",
+}
+
+
+def metric_label(name: str) -> str:
+    """The axis label of a metric column (the column name when unknown)."""
+    return METRIC_LABELS.get(name, name)
+
+
+def _rc(context: str, font_scale: float) -> dict[str, Any]:
+    rc: dict[str, Any] = {}
+    rc.update(sns.axes_style("whitegrid"))
+    rc.update(sns.plotting_context(context, font_scale=font_scale))
+    rc.update({
+        "figure.dpi": 100,
+        "figure.facecolor": "white",
+        "savefig.facecolor": "white",
+        "axes.titlesize": rc.get("axes.labelsize", 12),
+        "legend.frameon": True,
+        "legend.framealpha": 0.9,
+        "image.interpolation": "nearest",
+    })
+    return rc
+
+
+@contextmanager
+def theme(context: str = "notebook", font_scale: float = 0.9) -> Iterator[None]:
+    """Seaborn's ``whitegrid`` style and ``context`` sizes inside the block only.
+
+    Figures made inside keep the look; matplotlib's global settings are
+    restored on exit (it is a :func:`matplotlib.pyplot.rc_context`).
+    """
+    with plt.rc_context(_rc(context, font_scale)):
+        yield
+
+
+def themed(func: F) -> F:
+    """Decorator: run a plotting function inside :func:`theme`."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with theme():
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def method_colors(names: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+    """One colour per name, in the given order: seaborn's colour-blind
+    palette for up to 10 names, evenly spaced ``husl`` hues beyond."""
+    names = list(dict.fromkeys(names))
+    palette = sns.color_palette("colorblind", len(names)) if len(names) <= 10 else \
+        sns.color_palette("husl", len(names))
+    return {name: tuple(colour) for name, colour in zip(names, palette)}
