@@ -15,9 +15,10 @@ ARGS = ["--dataset", "moons", "--model", "mlp", "--policy", "none", "--loss", "c
 
 
 def _torchrun(args, nproc=2):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-           "--master_addr", "127.0.0.1", "--master_port", "0", "-m", "mixviz", "train", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # --standalone: a local rendezvous on a free loopback port
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "-m", "mixviz", "train", *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -50,3 +51,33 @@ def test_ranks_mix_their_own_shards_and_training_works(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_acc"] > 0.85 and metrics["policy"] == "mixup"
+
+
+@pytest.mark.slow
+def test_distributed_run_killed_mid_run_resumes_to_the_unbroken_weights(tmp_path):
+    import signal
+    import time
+
+    args = [*ARGS]
+    args[args.index("3", args.index("--epochs"))] = "20"
+    done = _torchrun([*args, "--out", str(tmp_path / "a")])
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "mixviz", "train", *args, "--out", str(tmp_path / "b")]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    ckpt = tmp_path / "b" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
+    proc.wait()
+    assert not (tmp_path / "b" / "metrics.json").exists(), "the run finished before it was killed"
+    resumed = _torchrun([*args, "--out", str(tmp_path / "b"), "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(ckpt, weights_only=False)["model"]
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
