@@ -427,6 +427,10 @@ def test_method_bars_sorted_means_coloured_by_kind():
     assert [t.get_text() for t in ax.get_yticklabels()] == summary["method"].tolist()
     colors = [matplotlib.colors.to_hex(p.get_facecolor()) for p in bars]
     assert colors == [KIND_COLORS[k] for k in summary["kind"]]
+    # lower is better for ECE: the lowest mean is drawn last (on top)
+    ece = viz.method_bars(results.assign(ece=results["mixed_top2"] / 2), metric="ece", kinds=KINDS).axes[0]
+    ece_widths = [p.get_width() for p in ece.patches]
+    assert ece_widths == sorted(ece_widths, reverse=True)
 
 
 def test_method_comparison_rejects_bad_input():
@@ -518,6 +522,9 @@ def test_saliency_grid_draws_images_and_normalised_maps():
     assert "dog" in grid[0, 3].get_title() and "cow" in grid[0, 4].get_title()
     assert "cat" in grid[0, 0].get_title() and "λ = 0.60" in grid[0, 2].get_title()
     assert "70%" in grid[0, 3].get_xlabel()
+    as_bytes = (x[0] * 255).round().to(torch.uint8)
+    fig = viz.saliency_grid((as_bytes, as_bytes), as_bytes, {"m": attr["cutmix+dm"]})
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), as_bytes.permute(1, 2, 0).numpy() / 255.0)
 
 
 def test_saliency_grid_rejects_bad_input():

@@ -98,10 +98,11 @@ def to_numpy(name: str, value: Any, ndim: int | tuple[int, ...] | None = None) -
 
 
 def image_array(name: str, value: Any) -> np.ndarray:
-    """One image [C, H, W] (C = 1 or 3; or [H, W]) in [0, 1] as what
-    ``imshow`` takes: [H, W] for grey, [H, W, 3] for colour; values clipped to
-    [0, 1] for display."""
-    array = to_numpy(name, value, ndim=(2, 3))
+    """One image [C, H, W] (C = 1 or 3; or [H, W]) in [0, 1] (uint8 images
+    are divided by 255) as what ``imshow`` takes: [H, W] for grey, [H, W, 3]
+    for colour; values clipped to [0, 1] for display."""
+    scale = 255.0 if getattr(value, "dtype", None) in (torch.uint8, np.uint8) else 1.0
+    array = to_numpy(name, value, ndim=(2, 3)) / scale
     if array.ndim == 3:
         if array.shape[0] not in (1, 3):
             raise ValueError(f"{name} must have 1 or 3 channels first ([C, H, W]), got shape {array.shape}")

@@ -19,6 +19,8 @@ __all__ = ["method_comparison", "method_bars", "method_summary", "KIND_COLORS"]
 KIND_COLORS = {"static": "#4c72b0", "dynamic": "#dd8452", "DM loss": "#55a868", "other": "#8c8c8c"}
 
 DM_LOSSES = frozenset({"dm"})
+LOWER_IS_BETTER = frozenset({"ece", "test_ece", "nll", "test_nll", "train_loss", "sec_per_epoch", "epoch_sec"})
+ANNOTATE_MAX = 8  # more methods than this: the legend names them, labels on the points would overlap
 
 
 def _default_kinds() -> dict[str, str]:
@@ -97,7 +99,9 @@ def method_comparison(results: pd.DataFrame, x: str = "sec_per_epoch", y: str = 
 
     The marker shows the training kind: circle = static mixing, square =
     dynamic mixing (saliency / graph cuts, slower), triangle = the Decoupled
-    Mixup loss (any policy).  The default is the accuracy-versus-time plot of
+    Mixup loss (any policy); the colour shows the mixing policy, so a policy
+    with and without DM shares a colour.  Up to 8 points carry their method's
+    name; the legend names all.  The default is the accuracy-versus-time plot of
     the method comparison: what does the extra time of dynamic mixing buy,
     and does DM get it for free?
 
@@ -117,15 +121,18 @@ def method_comparison(results: pd.DataFrame, x: str = "sec_per_epoch", y: str = 
         if not isinstance(value, str):
             raise TypeError(f"{name} must be a column name (str), got {type(value).__name__}")
     summary = method_summary(results, [x, y], kinds)
-    colors = method_colors(list(summary["method"]))
+    policies = [m.split("+")[0] for m in summary["method"]]
+    colors = method_colors(policies)
     fig, axes = new_figure(1, 1, figsize=(8.0, 5.2), layout="constrained")
     ax = axes[0, 0]
-    for row in summary.itertuples(index=False):
+    annotate = len(summary) <= ANNOTATE_MAX
+    for row, policy in zip(summary.itertuples(index=False), policies):
         r = row._asdict()
         ax.errorbar(r[x], r[y], xerr=r[f"{x}_std"], yerr=r[f"{y}_std"], marker=KIND_MARKERS[r["kind"]],
-                    markersize=9, color=colors[r["method"]], markeredgecolor="black", markeredgewidth=0.6,
+                    markersize=9, color=colors[policy], markeredgecolor="black", markeredgewidth=0.6,
                     capsize=3, linestyle="none", label=r["method"])
-        ax.annotate(r["method"], (r[x], r[y]), textcoords="offset points", xytext=(7, 5), fontsize="small")
+        if annotate:
+            ax.annotate(r["method"], (r[x], r[y]), textcoords="offset points", xytext=(7, 5), fontsize="small")
     ax.set_xlabel(metric_label(x))
     ax.set_ylabel(metric_label(y))
     ax.set_title(f"{metric_label(y)} vs {metric_label(x)}\n({_subtitle(results, summary)})")
@@ -145,8 +152,9 @@ def method_comparison(results: pd.DataFrame, x: str = "sec_per_epoch", y: str = 
 def method_bars(results: pd.DataFrame, metric: str = "test_acc",
                 kinds: Mapping[str, str] | None = None) -> Figure:
     """Horizontal bars of ``metric`` per method (mean over seeds, ± std as
-    error bars, each run as a dot), sorted by the mean, coloured by the
-    training kind (static / dynamic / DM loss).
+    error bars, each run as a dot), sorted by the mean with the best method
+    on top (lowest for ECE, NLL, loss and time; highest otherwise), coloured
+    by the training kind (static / dynamic / DM loss).
 
     Args:
         results: one row per run with the column ``metric`` and ``policy`` and
@@ -160,25 +168,30 @@ def method_bars(results: pd.DataFrame, metric: str = "test_acc",
     """
     if not isinstance(metric, str):
         raise TypeError(f"metric must be a column name (str), got {type(metric).__name__}")
-    summary = method_summary(results, [metric], kinds).sort_values(metric, kind="stable").reset_index(drop=True)
+    ascending = metric not in LOWER_IS_BETTER  # barh draws the last row on top: the best method goes there
+    summary = method_summary(results, [metric], kinds).sort_values(metric, ascending=ascending, kind="stable")
+    summary = summary.reset_index(drop=True)
     fig, axes = new_figure(1, 1, figsize=(7.5, 1.2 + 0.45 * len(summary)), layout="constrained")
     ax = axes[0, 0]
     pos = np.arange(len(summary))
-    bars = ax.barh(pos, summary[metric], xerr=summary[f"{metric}_std"], capsize=3,
+    ax.barh(pos, summary[metric], xerr=summary[f"{metric}_std"], capsize=3,
                    color=[KIND_COLORS[k] for k in summary["kind"]], edgecolor="black", linewidth=0.6)
-    ax.bar_label(bars, labels=[f"{v:.2f}" for v in summary[metric]], padding=6, fontsize="small")
     labels = method_labels(results).to_numpy()
     runs = percent(f"results[{metric!r}]", pd.to_numeric(results[metric], errors="coerce").to_numpy(float), metric)
+    right = []
     for i, method in enumerate(summary["method"]):
         vals = runs[labels == method]
         ax.scatter(vals, np.full(vals.shape, pos[i]), s=14, color="black", zorder=3)
+        right.append(np.nanmax([*vals, summary.at[i, metric] + summary.at[i, f"{metric}_std"]]))
+    span = max(np.nanmax(right), 1e-12)
+    for i, value in enumerate(summary[metric]):
+        ax.text(right[i] + 0.02 * span, pos[i], f"{value:.2f}", va="center", fontsize="small")
     ax.set_yticks(pos, summary["method"])
     ax.set_xlabel(metric_label(metric))
     ax.grid(axis="y", visible=False)
-    ax.set_title(f"{metric_label(metric)} per method\n({_subtitle(results, summary)}; dots = single runs)")
+    ax.set_title(f"{metric_label(metric)} per method\n({_subtitle(results, summary)}; dots = single runs; best on top)")
     handles = [Line2D([], [], marker="s", color=KIND_COLORS[k], linestyle="none", markersize=10,
                       markeredgecolor="black", label=k) for k in KIND_COLORS if k in set(summary["kind"])]
     ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(1.01, 0.0), title="kind", fontsize="small")
-    finite = summary[metric] + summary[f"{metric}_std"]
-    ax.set_xlim(0, float(np.nanmax([finite.max(), np.nanmax(runs)])) * 1.15)
+    ax.set_xlim(0, span * 1.15)
     return fig

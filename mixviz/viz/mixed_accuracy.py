@@ -82,8 +82,9 @@ def mixed_accuracy_plot(histories: Mapping[str, pd.DataFrame], final: pd.DataFra
     names = list(histories) + ([m for m in table["method"] if m not in histories] if table is not None else [])
     colors = method_colors(names)
     ncols = 2 if table is None else 3
-    widths = [1, 1] if table is None else [1, 1, max(1.0, 0.22 * len(table))]
-    fig, axes = new_figure(1, ncols, figsize=(4.4 * sum(widths) + 0.4, 4.6), layout="constrained",
+    widths = [1, 1] if table is None else [1, 1, min(max(1.0, 0.22 * len(table)), 2.5)]
+    legend_rows = -(-len(histories) // 6)
+    fig, axes = new_figure(1, ncols, figsize=(4.4 * sum(widths) + 0.4, 4.6 + 0.3 * legend_rows), layout="constrained",
                            gridspec_kw={"width_ratios": widths})
     for ax, (col, label) in zip(axes[0], TOPK):
         for key, frame in histories.items():
@@ -96,7 +97,9 @@ def mixed_accuracy_plot(histories: Mapping[str, pd.DataFrame], final: pd.DataFra
         ax.set_ylabel(f"mixed {label} accuracy (%)")
     axes[0, 0].set_title("Top-1: top class is one of the two mixed classes")
     axes[0, 1].set_title("Top-2: two top classes are exactly the mixed pair")
-    axes[0, 0].legend(loc="best", fontsize="small", title="method")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), title="method",
+               fontsize="small")
     if table is not None:
         _draw_final(axes[0, 2], table, colors)
     fig.suptitle("Accuracy on mixed samples (DM paper's Top-1 / Top-2)")
