@@ -323,3 +323,36 @@ def test_soft_targets_helpers_agree_with_one_hot():
     lam = out.lam[:, None]
     want = lam * F.one_hot(y, NUM_CLASSES) + (1 - lam) * F.one_hot(y[out.index], NUM_CLASSES)
     torch.testing.assert_close(out.soft_targets(NUM_CLASSES), want.float())
+
+
+# --------------------------------------------------------------------------- layouts, dtypes, autograd
+
+
+@pytest.mark.parametrize("policy", IMAGE)
+def test_channels_last_is_kept(policy):
+    x, y = batch(4, 3, 8, 8)
+    cl = x.contiguous(memory_format=torch.channels_last)
+    out = run(policy, cl, y, seed=3)
+    ref = run(policy, x, y, seed=3)
+    assert out.inputs.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out.inputs, ref.inputs, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("policy", STATIC)
+def test_other_float_dtypes(policy, dtype):
+    x, y = batch(3, 3, 6, 6)
+    out = run(policy, x.to(dtype), y, seed=0)
+    assert out.inputs.dtype == dtype and out.lam.dtype == torch.float32
+    if out.mask is not None:
+        assert torch.equal(out.lam, out.mask.mean((1, 2, 3)))
+
+
+@pytest.mark.parametrize("policy", ["mixup", "cutmix", "fmix"])
+def test_gradient_flows_to_the_inputs(policy):
+    x, y = batch(4, 3, 6, 6)
+    x.requires_grad_(True)
+    out = run(policy, x, y, seed=0)
+    out.inputs.sum().backward()
+    # every output pixel is a convex combination with weights summing to 1 over the batch pixels
+    torch.testing.assert_close(x.grad.sum(), torch.tensor(float(x.numel())))

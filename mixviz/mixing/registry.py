@@ -3,6 +3,7 @@ torchvision-style :class:`Mix` callable."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +21,14 @@ __all__ = ["PolicyInfo", "POLICIES", "available", "policy_info", "mix", "Mix"]
 # Arguments every policy function takes; the rest of its keyword-only
 # parameters are its policy options.
 _COMMON = ("alpha", "generator", "per_sample", "model")
+
+
+@functools.lru_cache(maxsize=None)
+def _options(fn: Callable[..., MixedBatch]) -> tuple[tuple[str, Any], ...]:
+    """(name, default) of fn's keyword-only parameters that are policy options."""
+    params = inspect.signature(fn).parameters.values()
+    return tuple((p.name, p.default) for p in params
+                 if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in _COMMON)
 
 
 @dataclass(frozen=True)
@@ -54,9 +63,7 @@ class PolicyInfo:
     @property
     def options(self) -> dict[str, Any]:
         """The policy's own options and their defaults."""
-        params = inspect.signature(self.fn).parameters.values()
-        return {p.name: p.default for p in params
-                if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in _COMMON}
+        return dict(_options(self.fn))
 
     def as_dict(self) -> dict[str, Any]:
         """A plain row (no function) for a pandas table."""
@@ -108,9 +115,12 @@ def policy_info(policy: str) -> PolicyInfo:
 
 
 def _check_options(info: PolicyInfo, options: Mapping[str, Any]) -> None:
-    unknown = sorted(set(options) - set(info.options))
+    if not options:
+        return
+    names = [name for name, _ in _options(info.fn)]
+    unknown = sorted(set(options) - set(names))
     if unknown:
-        allowed = ", ".join(info.options) or "none"
+        allowed = ", ".join(names) or "none"
         raise TypeError(f"unknown option(s) for policy {info.name!r}: {', '.join(map(repr, unknown))}; "
                         f"allowed: {allowed}")
 

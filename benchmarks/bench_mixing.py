@@ -1,0 +1,189 @@
+"""Time per batch of every mixing policy, CutMix against timm and torchvision,
+and the cost of the dynamic policies in a full training step.
+
+One CPU thread, a batch of 256 x 3 x 32 x 32 floats in [0, 1], 10 classes,
+value checks off (as inside ``fit`` after its first step).  Candidates are
+timed in interleaved rounds (a, b, c, a, b, c, ...) after a warm-up, each
+round timing a block of calls with ``time.perf_counter``; the tables give
+the median per call over rounds, and ratios are medians of the per-round
+ratios, which keeps them fair when other processes share the CPU.
+
+    python benchmarks/bench_mixing.py [--rounds 15] [--threads 1]
+
+Prints Markdown tables and writes them to benchmarks/results/mixing.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import mixviz
+from mixviz import mixing
+
+BATCH, CHANNELS, SIZE, CLASSES = 256, 3, 32, 10
+RESULTS = Path(__file__).resolve().parent / "results" / "mixing.md"
+
+
+def small_cnn() -> nn.Module:
+    """mixviz.models' small CNN when it is there, else a stand-in of the same kind."""
+    try:
+        from mixviz import models
+
+        return models.build("smallcnn", CLASSES, (CHANNELS, SIZE, SIZE))
+    except (ImportError, AttributeError, ValueError):
+        return nn.Sequential(
+            nn.Conv2d(CHANNELS, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3, padding=1), nn.BatchNorm2d(128), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, CLASSES))
+
+
+def interleaved(cands: dict[str, Callable[[], object]], rounds: int, block_s: float = 0.05,
+                warmup: int = 2) -> dict[str, list[float]]:
+    """Seconds per call of each candidate, one value per round."""
+    calls = {}
+    for name, fn in cands.items():  # warm-up, and calls per block of about block_s
+        for _ in range(warmup):
+            fn()
+        t0 = time.perf_counter()
+        fn()
+        calls[name] = max(1, int(block_s / max(time.perf_counter() - t0, 1e-6)))
+    times: dict[str, list[float]] = {name: [] for name in cands}
+    for _ in range(rounds):
+        for name, fn in cands.items():
+            t0 = time.perf_counter()
+            for _ in range(calls[name]):
+                fn()
+            times[name].append((time.perf_counter() - t0) / calls[name])
+    return times
+
+
+def median_ms(values: list[float]) -> float:
+    return 1e3 * statistics.median(values)
+
+
+def ratio(times: dict[str, list[float]], a: str, b: str) -> float:
+    return statistics.median(x / y for x, y in zip(times[a], times[b]))
+
+
+def policy_table(x: torch.Tensor, y: torch.Tensor, model: nn.Module, rounds: int) -> tuple[list[str], dict]:
+    gen = torch.Generator().manual_seed(0)
+    cands = {name: (lambda name=name: mixing.mix(name, x, y, generator=gen, model=model))
+             for name in mixing.available()}
+    static = [n for n, kind in mixing.available().items() if kind == "static"]
+    dynamic = [n for n in cands if n not in static]
+    fast = interleaved({n: cands[n] for n in static}, rounds)
+    # each dynamic call runs a forward/backward pass: fewer rounds, with CutMix timed beside them
+    slow = interleaved({n: cands[n] for n in ("cutmix", *dynamic)}, max(3, rounds // 5), block_s=0.0, warmup=0)
+    lines = ["| policy | kind | ms / batch | x CutMix |", "|---|---|---:|---:|"]
+    for name, kind in mixing.available().items():
+        ref = fast if name in static else slow
+        lines.append(f"| {name} | {kind} | {median_ms(ref[name]):.2f} | {ratio(ref, name, 'cutmix'):.2f} |")
+    return lines, {**slow, **fast}
+
+
+def cutmix_table(x: torch.Tensor, y: torch.Tensor, rounds: int) -> tuple[list[str], dict]:
+    import timm.data
+    from torchvision.transforms import v2
+
+    gen = torch.Generator().manual_seed(0)
+    ours = mixing.Mix("cutmix", alpha=1.0, num_classes=CLASSES, generator=gen)
+    ours_batch = mixing.Mix("cutmix", alpha=1.0, num_classes=CLASSES, generator=gen, per_sample=False)
+    tv = v2.CutMix(alpha=1.0, num_classes=CLASSES)
+    tm = timm.data.Mixup(mixup_alpha=0.0, cutmix_alpha=1.0, mode="elem", num_classes=CLASSES)
+    cands = {
+        "mixviz Mix('cutmix'), per sample": lambda: ours(x, y),
+        "mixviz Mix('cutmix', per_sample=False)": lambda: ours_batch(x, y),
+        "torchvision v2.CutMix (one box per batch)": lambda: tv(x, y),
+        "timm Mixup(cutmix_alpha=1, mode='elem')": lambda: tm(x, y),
+    }
+    times = interleaved(cands, rounds)
+    ours_name, tv_name, timm_name = list(cands)[0], list(cands)[2], list(cands)[3]
+    lines = ["| CutMix, images + soft targets | ms / batch | mixviz per-sample / this |", "|---|---:|---:|"]
+    for name in cands:
+        lines.append(f"| {name} | {median_ms(times[name]):.2f} | {ratio(times, ours_name, name):.2f} |")
+    r_tv, r_timm = ratio(times, ours_name, tv_name), ratio(times, ours_name, timm_name)
+    lines += ["", f"Targets: per-sample CutMix <= 0.2x timm elem (got **{r_timm:.2f}x**, "
+                  f"{'met' if r_timm <= 0.2 else 'NOT met'}) and <= 2x torchvision (got **{r_tv:.2f}x**, "
+                  f"{'met' if r_tv <= 2 else 'NOT met'})."]
+    return lines, times
+
+
+def step_table(x: torch.Tensor, y: torch.Tensor, rounds: int) -> tuple[list[str], dict]:
+    """mix + forward + soft-target cross-entropy + backward + SGD step."""
+    torch.manual_seed(0)
+    model = small_cnn().train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    gen = torch.Generator().manual_seed(0)
+
+    def step(policy: str) -> None:
+        mixed = mixing.mix(policy, x, y, generator=gen, model=model)
+        logits = model(mixed.inputs)
+        loss = torch.sum(-mixed.soft_targets(CLASSES) * F.log_softmax(logits, 1), 1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    policies = ["none", "cutmix", "saliencymix", "puzzlemix"]
+    times = interleaved({p: (lambda p=p: step(p)) for p in policies}, max(3, rounds // 5), block_s=0.0, warmup=0)
+    lines = ["| training step (small CNN) | ms / step | x CutMix step |", "|---|---:|---:|"]
+    for p in policies:
+        lines.append(f"| {p} | {median_ms(times[p]):.1f} | {ratio(times, p, 'cutmix'):.2f} |")
+    return lines, times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    mixviz.validation(False)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(BATCH, CHANNELS, SIZE, SIZE, generator=gen)
+    y = torch.randint(0, CLASSES, (BATCH,), generator=gen)
+    model = small_cnn().train()
+
+    header = [
+        "# Mixing policies: time per batch",
+        "",
+        f"CPU `{platform.processor() or platform.machine()}`, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread(s), batch {BATCH}x{CHANNELS}x{SIZE}x{SIZE}, {CLASSES} classes, "
+        f"value checks off. Medians over {args.rounds} interleaved rounds; the machine is shared, so "
+        "absolute times are noisy (the ratios less so). Regenerate with `python benchmarks/bench_mixing.py`.",
+        "",
+    ]
+    sections = []
+    lines, _ = cutmix_table(x, y, 2 * args.rounds)
+    sections += ["## Per-sample CutMix against timm and torchvision", "", *lines, ""]
+    lines, _ = policy_table(x, y, model, args.rounds)
+    sections += ["## Every policy (`mixviz.mixing.mix`)", "",
+                 "Dynamic policies include their extra forward/backward pass through the small CNN "
+                 "(saliency); PuzzleMix also its graph cut on the CPU.", "", *lines, ""]
+    lines, _ = step_table(x, y, args.rounds)
+    sections += ["## Cost in a training step", "",
+                 "mix + forward + soft-target cross-entropy + backward + SGD step, small CNN.", "", *lines, ""]
+    text = "\n".join(header + sections)
+    print(text)
+    try:
+        from mixviz.ioutil import atomic_write_text
+    except ImportError:  # pragma: no cover
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    else:
+        atomic_write_text(args.out, text)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Dynamic policies: saliency, the graph cut, and what the extra pass leaves behind."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mixviz.mixing import (
+    graph_cut_masks,
+    input_gradient_saliency,
+    mix,
+    spectral_residual_saliency,
+)
+
+
+class EnergyModel(nn.Module):
+    """logits = [w * sum(x**2), 0]: with label 0 the input gradient is
+    proportional to x, so the saliency is |x| (up to a per-sample factor)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(1e-3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        energy = self.w * (x ** 2).flatten(1).sum(1)
+        return torch.stack([energy, torch.zeros_like(energy)], 1)
+
+
+def small_cnn(channels: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(channels, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Dropout(0.5), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).train()
+
+
+def swap_seed() -> int:
+    """A seed whose first draw, randperm(2), pairs the two samples with each other."""
+    for seed in range(100):
+        if torch.randperm(2, generator=torch.Generator().manual_seed(seed)).tolist() == [1, 0]:
+            return seed
+    raise AssertionError("no seed found")
+
+
+# --------------------------------------------------------------------------- graph cut
+
+
+def brute_force(cost_a, cost_b, w_down, w_right):
+    n = cost_a.shape[0]
+    best, best_m = np.inf, None
+    for bits in itertools.product([0, 1], repeat=n * n):
+        m = np.array(bits, dtype=float).reshape(n, n)
+        e = (m * cost_a + (1 - m) * cost_b).sum()
+        e += (w_down * (m[:-1] != m[1:])).sum() + (w_right * (m[:, :-1] != m[:, 1:])).sum()
+        if e < best - 1e-12:
+            best, best_m = e, m
+    return best, best_m
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_graph_cut_is_exact(n):
+    rng = np.random.default_rng(n)
+    b = 6
+    cost_a, cost_b = rng.normal(size=(b, n, n)), rng.normal(size=(b, n, n))
+    w_down, w_right = rng.uniform(0, 1.5, size=(b, n - 1, n)), rng.uniform(0, 1.5, size=(b, n, n - 1))
+    got = graph_cut_masks(cost_a, cost_b, w_down, w_right)
+    assert got.shape == (b, n, n) and got.dtype == bool
+    for s in range(b):
+        m = got[s].astype(float)
+        energy = (m * cost_a[s] + (1 - m) * cost_b[s]).sum()
+        energy += (w_down[s] * (m[:-1] != m[1:])).sum() + (w_right[s] * (m[:, :-1] != m[:, 1:])).sum()
+        best, _ = brute_force(cost_a[s], cost_b[s], w_down[s], w_right[s])
+        assert energy == pytest.approx(best, abs=1e-9)
+
+
+def test_graph_cut_rejects_negative_weights():
+    with pytest.raises(ValueError, match="weight"):
+        graph_cut_masks(np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), -np.ones((1, 1, 2)), np.zeros((1, 2, 1)))
+
+
+# --------------------------------------------------------------------------- PuzzleMix
+
+
+def quadrant_images() -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.zeros(2, 1, 8, 8)
+    x[0, 0, :4, :4] = 1.0  # object of sample 0: top left
+    x[1, 0, 4:, 4:] = 1.0  # object of sample 1: bottom right
+    return x, torch.zeros(2, dtype=torch.long)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 2.0])
+def test_puzzlemix_keeps_salient_blocks_of_both_images(alpha):
+    x, y = quadrant_images()
+    out = mix("puzzlemix", x, y, alpha=alpha, generator=torch.Generator().manual_seed(swap_seed()),
+              model=EnergyModel(), block_num=2)
+    assert out.index.tolist() == [1, 0]
+    for i, (own, other) in enumerate([((slice(0, 4), slice(0, 4)), (slice(4, 8), slice(4, 8))),
+                                      ((slice(4, 8), slice(4, 8)), (slice(0, 4), slice(0, 4)))]):
+        assert bool((out.mask[i, 0][own] == 1).all())    # own object kept
+        assert bool((out.mask[i, 0][other] == 0).all())  # partner's object pasted
+        assert bool((out.inputs[i, 0][own] == 1).all() and (out.inputs[i, 0][other] == 1).all())
+    assert torch.equal(out.lam, out.mask.mean((1, 2, 3)))
+
+
+def test_puzzlemix_masks_are_blockwise():
+    x = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 0, 1])
+    out = mix("puzzlemix", x, y, generator=torch.Generator().manual_seed(1), model=small_cnn(), block_num=4)
+    blocks = out.mask.view(5, 1, 4, 4, 4, 4)
+    assert bool((blocks == blocks[..., :1, :, :1]).all())
+    assert bool(((out.mask == 0) | (out.mask == 1)).all())
+
+
+def test_puzzlemix_prior_follows_lam_when_saliency_is_flat():
+    """Flat saliency: only the label prior decides, the whole image goes to the likelier side."""
+    x = torch.ones(64, 1, 8, 8)
+    y = torch.zeros(64, dtype=torch.long)
+    out = mix("puzzlemix", x, y, generator=torch.Generator().manual_seed(3), model=EnergyModel(),
+              correct_lam=False, block_num=4)
+    share = out.mask.mean((1, 2, 3))
+    assert torch.equal(share, (out.lam > 0.5).float())
+
+
+def test_puzzlemix_options_are_checked():
+    x, y = quadrant_images()
+    with pytest.raises(ValueError, match="block_num"):
+        mix("puzzlemix", x, y, model=EnergyModel(), block_num=16)
+    with pytest.raises(ValueError, match="eta"):
+        mix("puzzlemix", x, y, model=EnergyModel(), eta=-1.0)
+    with pytest.raises(ValueError, match="saliency_mode"):
+        mix("puzzlemix", x, y, model=EnergyModel(), saliency_mode="test")
+
+
+# --------------------------------------------------------------------------- SaliencyMix
+
+
+def test_saliencymix_box_is_centred_on_partner_peak():
+    b, size = 6, 15
+    x = torch.zeros(b, 1, size, size)
+    g = torch.Generator().manual_seed(0)
+    peaks = torch.randint(1, size - 1, (b, 2), generator=g)
+    for dr, dc in itertools.product((-1, 0, 1), repeat=2):  # 3x3 objects: a unique peak after smoothing
+        x[torch.arange(b), 0, peaks[:, 0] + dr, peaks[:, 1] + dc] = 1.0
+    y = torch.zeros(b, dtype=torch.long)
+    out = mix("saliencymix", x, y, generator=torch.Generator().manual_seed(1), model=EnergyModel(), alpha=0.5)
+    for i in range(b):
+        pr, pc = peaks[out.index[i]].tolist()
+        inside = (out.mask[i, 0] == 0).nonzero()
+        if inside.numel() == 0:
+            continue
+        assert out.mask[i, 0, pr, pc] == 0  # the partner's peak is pasted
+        centre = (inside.min(0).values + inside.max(0).values).float() / 2
+        # centred on the peak unless clipped at the border
+        for axis, p in enumerate((pr, pc)):
+            lo, hi = int(inside[:, axis].min()), int(inside[:, axis].max())
+            if lo > 0 and hi < size - 1:
+                assert abs(float(centre[axis]) - p) <= 0.5
+
+
+def test_saliencymix_spectral_needs_no_model():
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    out = mix("saliencymix", x, torch.arange(4), saliency="spectral", generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out.lam, out.mask.mean((1, 2, 3)))
+    with pytest.raises(ValueError, match="saliency"):
+        mix("saliencymix", x, torch.arange(4), saliency="opencv", model=small_cnn())
+
+
+def test_spectral_residual_finds_the_odd_patch():
+    x = torch.full((1, 3, 32, 32), 0.5)
+    x[0, :, 20:23, 6:9] = 1.0
+    sal = spectral_residual_saliency(x)
+    assert sal.shape == (1, 32, 32)
+    r, c = divmod(int(sal[0].argmax()), 32)
+    assert 18 <= r <= 24 and 4 <= c <= 10
+
+
+# --------------------------------------------------------------------------- the extra pass
+
+
+def test_input_gradient_saliency_reference():
+    model = small_cnn()
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 2, 1])
+    sal = input_gradient_saliency(model, x, y)
+    model.eval()
+    ref_x = x.clone().requires_grad_(True)
+    nn.functional.cross_entropy(model(ref_x), y, reduction="sum").backward()
+    model.zero_grad()
+    torch.testing.assert_close(sal, ref_x.grad.pow(2).mean(1).sqrt())
+
+
+@pytest.mark.parametrize("policy", ["saliencymix", "puzzlemix"])
+def test_extra_pass_leaves_model_untouched(policy):
+    model = small_cnn()
+    model[2].eval()  # a user's own per-module mode must survive
+    flags = [m.training for m in model.modules()]
+    stats = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # works inside no_grad too: the input gradient is taken with enable_grad
+        mix(policy, x, torch.tensor([0, 1, 2, 0]), model=model)
+    assert [m.training for m in model.modules()] == flags
+    assert all(p.grad is None for p in model.parameters())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, stats[k]), k  # eval-mode pass: BatchNorm running stats unchanged
+
+
+def test_train_mode_saliency_updates_batchnorm_stats():
+    model = small_cnn()
+    before = model[1].running_mean.clone()
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    mix("puzzlemix", x, torch.tensor([0, 1, 2, 0]), model=model, saliency_mode="train")
+    assert not torch.equal(model[1].running_mean, before)
+    assert model.training and all(p.grad is None for p in model.parameters())
