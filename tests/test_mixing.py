@@ -220,6 +220,18 @@ def test_mix_callable_matches_mix(policy):
     assert torch.equal(mixer.last_batch.lam, ref.lam)
 
 
+def test_mix_callable_keeps_tv_tensors_and_matches_torchvision_api():
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
+    images = tv_tensors.Image(torch.rand(4, 3, 8, 8))
+    labels = torch.tensor([0, 1, 2, 3])
+    ours, ours_t = Mix("cutmix", num_classes=NUM_CLASSES)(images, labels)
+    theirs, theirs_t = v2.CutMix(num_classes=NUM_CLASSES)(images, labels)
+    assert type(ours) is type(theirs) is tv_tensors.Image
+    assert ours.shape == theirs.shape and ours_t.shape == theirs_t.shape and ours_t.dtype == theirs_t.dtype
+
+
 def test_mix_callable_checks():
     with pytest.raises(ValueError, match="model"):
         Mix("puzzlemix", num_classes=3)
@@ -229,6 +241,8 @@ def test_mix_callable_checks():
         Mix("cutmix", num_classes=3)(torch.rand(2, 3, 4, 4), torch.tensor([0, 3]))
     with pytest.raises(TypeError, match="bogus"):
         Mix("cutmix", num_classes=3, bogus=1)
+    with pytest.raises(TypeError, match="per_sample"):
+        Mix("cutmix", num_classes=3, per_sample=None)
     model = tiny_cnn(3)
     images, targets = Mix("saliencymix", num_classes=NUM_CLASSES, model=model)(*batch(3, 3, 8, 8))
     torch.testing.assert_close(targets.sum(1), torch.ones(3))

@@ -257,6 +257,12 @@ def puzzlemix(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generator
     4. The block mask is upsampled (nearest) to H x W, ``inputs = m x +
        (1 - m) x[index]`` and lam = the mask mean.
 
+    With flat saliency (an untrained model, blank images) only the prior and
+    the smoothness speak and the cut takes one whole image: lam is then 0 or
+    1, as in the original.  The graph cut itself has no per-sample loop: the
+    B grids are disjoint parts of one graph and one ``maxflow()`` call solves
+    them all.
+
     Left out from the original: the optimal-transport step that moves salient
     blocks of each image under the mask, soft masks with more than two labels
     (``n_labels = 3``, the "label smoothing" of the mask), and the adversarial

@@ -179,6 +179,8 @@ class Mix:
         check_positive("num_classes", num_classes, integer=True)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        if not isinstance(per_sample, bool):
+            raise TypeError(f"per_sample must be a bool, got {type(per_sample).__name__}")
         if info.needs_model and model is None and options.get("saliency") != "spectral":
             raise ValueError(f"model is required for the dynamic policy {policy!r}")
         _check_options(info, options)
@@ -196,7 +198,13 @@ class Mix:
         batch = mix(self.policy, images, labels, alpha=self.alpha, generator=self.generator, model=self.model,
                     per_sample=self.per_sample, **self.options)
         self.last_batch = batch
-        return batch.inputs, batch.soft_targets(self.num_classes)
+        inputs = batch.inputs
+        if type(images) is not torch.Tensor and isinstance(images, torch.Tensor):
+            from torchvision import tv_tensors  # keep tv_tensors.Image an Image, as torchvision does
+
+            if isinstance(images, tv_tensors.TVTensor):
+                inputs = tv_tensors.wrap(inputs, like=images)
+        return inputs, batch.soft_targets(self.num_classes)
 
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v!r}" for k, v in self.options.items())
