@@ -195,6 +195,7 @@ class Mix:
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         check_labels("labels", labels, num_classes=self.num_classes)
+        self.last_batch = None  # let the previous batch's tensors go before new ones are allocated
         batch = mix(self.policy, images, labels, alpha=self.alpha, generator=self.generator, model=self.model,
                     per_sample=self.per_sample, **self.options)
         self.last_batch = batch
