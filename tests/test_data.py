@@ -291,7 +291,8 @@ def test_clutter_is_a_hard_paste_of_the_mask(parts):
 def test_clutter_object_contrasts_with_its_background(parts):
     under = (parts.backgrounds * parts.masks).sum((2, 3)) / parts.masks.sum((2, 3))
     gap = (parts.colours @ LUMA - under @ LUMA).abs()
-    assert (gap > 0.2).float().mean() > 0.95 and gap.median() > 0.3
+    lo, hi = C.CONTRAST
+    assert (gap > lo - 0.05).float().mean() > 0.95 and gap.median() > (lo + hi) / 2 - 0.05
 
 
 def test_clutter_masks_lie_in_their_boxes(parts):
@@ -302,7 +303,8 @@ def test_clutter_masks_lie_in_their_boxes(parts):
     inside = inside_y[:, :, None] & inside_x[:, None, :]
     assert not (parts.masks[:, 0].bool() & ~inside).any()
     assert (x0 >= 0).all() and (y0 >= 0).all() and (x0 + w <= 32 + 1e-4).all() and (y0 + h <= 32 + 1e-4).all()
-    assert ((w * h).sqrt() >= 0.4 * 32 - 1e-3).all() and ((w * h).sqrt() <= 0.8 * 32 + 1e-3).all()
+    side = (w * h).sqrt() / 32
+    assert (side >= C.SCALE[0] - 1e-4).all() and (side <= C.SCALE[1] + 1e-4).all()
 
 
 def test_clutter_is_deterministic_and_seeded():
@@ -311,7 +313,7 @@ def test_clutter_is_deterministic_and_seeded():
     c = data.load("clutter", n_train=200, seed=4)
     assert torch.equal(a.images, b.images) and torch.equal(a.masks, b.masks) and torch.equal(a.labels, b.labels)
     assert not torch.equal(a.images, c.images)
-    fresh = C._generate_cached.__wrapped__(200, "train", 3, 32, "digits", (0.4, 0.8), 1.25, (0.25, 0.6),
+    fresh = C._generate_cached.__wrapped__(200, "train", 3, 32, "digits", C.SCALE, 1.25, C.CONTRAST,
                                            (32.0, 64.0))[0]
     assert torch.equal(fresh.images, a.images)                        # the cache changes nothing
 
@@ -386,7 +388,7 @@ def test_clutter_other_size():
 def test_clutter_generation_is_fast():
     C._photos(), D.glyphs("train")                                    # one-off file reads
     start = time.perf_counter()
-    C._generate_cached.__wrapped__(5000, "train", 123, 32, "digits", (0.4, 0.8), 1.25, (0.25, 0.6),
+    C._generate_cached.__wrapped__(5000, "train", 123, 32, "digits", C.SCALE, 1.25, C.CONTRAST,
                                    (32.0, 64.0))
     assert time.perf_counter() - start < 5.0
 

@@ -43,12 +43,14 @@ from mixviz._validation import check_choice, check_positive
 from mixviz.data.base import SPLITS, InMemoryDataset, channel_stats, check_seed, split_seed
 
 __all__ = ["clutter", "generate", "ClutterParts", "shape_templates", "SHAPES", "OBJECTS",
-           "TRAIN_FRACTION", "mask_area_stats"]
+           "TRAIN_FRACTION", "SCALE", "CONTRAST", "mask_area_stats"]
 
 OBJECTS = ("digits", "shapes")
 SHAPES = ("disk", "ring", "square", "frame", "triangle", "plus", "cross", "diamond", "bar", "tee")
 TRAIN_FRACTION = 0.75   # share of each photo's width that train backgrounds come from
 _LUMA = (0.299, 0.587, 0.114)
+SCALE = (0.35, 0.75)      # default range of the object box side / image side
+CONTRAST = (0.15, 0.5)    # default range of the object/background luminance step
 
 
 @dataclass(eq=False)
@@ -238,8 +240,8 @@ def _cached(n: int, split: str, seed: int, size: int, objects: str, scale: tuple
 
 
 def generate(n: int, split: str = "train", *, seed: int = 0, size: int = 32, objects: str = "digits",
-             scale: tuple[float, float] = (0.4, 0.8), aspect: float = 1.25,
-             contrast: tuple[float, float] = (0.25, 0.6),
+             scale: tuple[float, float] = SCALE, aspect: float = 1.25,
+             contrast: tuple[float, float] = CONTRAST,
              patch: tuple[float, float] = (32.0, 64.0)) -> ClutterParts:
     """Make ``n`` clutter images of ``split`` (see the module docstring).
 
@@ -272,8 +274,8 @@ def mask_area_stats(masks: torch.Tensor) -> dict[str, float]:
 
 
 def clutter(split: str = "train", *, n_train: int = 5000, n_test: int = 1000, seed: int = 0, size: int = 32,
-            objects: str = "digits", scale: tuple[float, float] = (0.4, 0.8), aspect: float = 1.25,
-            contrast: tuple[float, float] = (0.25, 0.6),
+            objects: str = "digits", scale: tuple[float, float] = SCALE, aspect: float = 1.25,
+            contrast: tuple[float, float] = CONTRAST,
             patch: tuple[float, float] = (32.0, 64.0)) -> InMemoryDataset:
     """The clutter set's ``split``: ``n_train`` or ``n_test`` float32 RGB
     images ``[N, 3, size, size]`` in [0, 1] with object ``masks``; see
