@@ -112,7 +112,11 @@ def check_tensor(name: str, value: Any, *, ndim: int | tuple[int, ...] | None = 
 def check_finite(name: str, value: torch.Tensor) -> None:
     """Raise ``ValueError`` naming ``name`` if ``value`` has NaN or inf.
     A value check: skipped when :func:`validation` is off."""
-    if _VALUE_CHECKS and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+    if not (_VALUE_CHECKS and value.is_floating_point() and value.numel()):
+        return
+    # min and max carry NaN and +-inf through: 2 values to test instead of a full boolean mask
+    lo, hi = torch.aminmax(value.detach().reshape(-1))
+    if not bool(torch.isfinite(torch.stack((lo, hi))).all()):
         raise ValueError(f"{name} contains NaN or inf")
 
 

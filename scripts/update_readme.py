@@ -1,0 +1,65 @@
+"""Regenerate the generated sections of README.md from files that commands wrote.
+
+Each section sits between `<!-- begin: NAME -->` and `<!-- end: NAME -->` and is
+replaced by the content of its source file:
+
+    results   results/full/summary.md          (mixviz compare --preset full)
+    bench     benchmarks/results/*.md           (python benchmarks/bench_*.py)
+    figures   figures/summary.md                (mixviz figures --preset quick)
+
+Nothing in those sections is typed by hand.  Run:  python scripts/update_readme.py
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text().strip() if path.exists() else None
+
+
+def sources() -> dict[str, str | None]:
+    bench = []
+    for name, title in (("mixing.md", "Mixing policies"), ("losses.md", "Losses"), ("loop.md", "Training loop"),
+                        ("methods.md", "Training step per method")):
+        text = _read(ROOT / "benchmarks" / "results" / name)
+        if text:
+            bench.append(f"#### {title}\n\n{text}")
+    return {
+        "results": _read(ROOT / "results" / "full" / "summary.md"),
+        "bench": "\n\n".join(bench) or None,
+        "figures": _read(ROOT / "figures" / "summary.md"),
+    }
+
+
+def update(text: str, sections: dict[str, str | None]) -> str:
+    for name, content in sections.items():
+        if content is None:
+            continue
+        pattern = re.compile(rf"(<!-- begin: {name} -->\n).*?(\n<!-- end: {name} -->)", re.S)
+        if not pattern.search(text):
+            print(f"README.md has no section {name!r}; skipped", file=sys.stderr)
+            continue
+        text = pattern.sub(lambda m: m.group(1) + content + m.group(2), text)
+    return text
+
+
+def main() -> int:
+    readme = ROOT / "README.md"
+    old = readme.read_text()
+    new = update(old, sources())
+    if new != old:
+        readme.write_text(new)
+        print("README.md updated")
+    else:
+        print("README.md already up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
