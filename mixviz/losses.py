@@ -36,7 +36,6 @@ Shape and type checks are always on.  Value checks (labels in range, ``lam`` in
 
 from __future__ import annotations
 
-import math
 import numbers
 from abc import ABC, abstractmethod
 from typing import Any
@@ -82,6 +81,8 @@ GLOBAL_SOURCES = ("online", "self")
 # A soft-target row whose second-largest share (above the floor) is at most
 # this fraction of the largest is read as a single class.
 SINGLE_CLASS_TOL = 1e-6
+# A logit that stands for "not a class" (exp() of it is 0; 0 * it is 0, unlike -inf).
+_NEG = -1e30
 
 
 # --------------------------------------------------------------------------- checks
@@ -203,22 +204,18 @@ def _dm_weights(shares: torch.Tensor, keep: torch.Tensor, eta: float, mode: str,
     return shares.pow(lam_power).mul_(keep).mul_(eta)
 
 
-def _pair_gaps(z: torch.Tensor, pair: torch.Tensor, z_pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``gap_i = rest - z_i`` ``[B, 2]`` for ``i`` in ``pair``, where
-    ``rest = logsumexp_{c not in {a, b}} z_c`` (``-inf`` when no class is left),
-    and the softmax ``q`` over the classes outside the pair ``[B, C]`` (0 on the
-    pair; all 0 when no class is left), from one masked softmax pass.
-
-    ``rest = top - log(max q)`` with ``top`` the largest logit outside the pair,
-    so ``gap = (top - z_i) - log(max q)`` involves no large cancelling terms."""
+def _rest_logsumexp(z: torch.Tensor, pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rest = logsumexp_{c not in {a, b}} z_c`` ``[B, 1]`` (``-inf`` when no
+    class is left) and the softmax ``q`` over the classes outside the pair
+    ``[B, C]`` (0 on the pair; all 0 when no class is left), from one masked
+    softmax pass: ``rest = top - log(max q)`` with ``top`` the largest logit
+    outside the pair (amax is much faster than max-with-index on CPUs)."""
     masked = z.scatter(1, pair, float("-inf"))
     if z.shape[1] > 2:  # some class lies outside every pair
         prob_rest = torch.softmax(masked, dim=1)
-        # amax is much faster than max-with-index on CPUs
-        gap = (masked.amax(1, keepdim=True) - z_pair).sub_(prob_rest.amax(1, keepdim=True).log_())
-        return gap, prob_rest
+        return masked.amax(1, keepdim=True).sub_(prob_rest.amax(1, keepdim=True).log_()), prob_rest
     rest = torch.logsumexp(masked, dim=1, keepdim=True)
-    return rest - z_pair, torch.exp(masked - rest.nan_to_num(neginf=0.0))
+    return rest, torch.exp(masked - rest.nan_to_num(neginf=0.0))
 
 
 def _softplus(x: torch.Tensor) -> torch.Tensor:
@@ -240,8 +237,9 @@ def decoupled_mixup_loss(logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Ten
     has no partner to remove).
 
     Computed in log space: ``dec_i = softplus(logsumexp_{c not in {a,b}} z_c - z_i)``
-    and ``log softmax(z)[i] = z_i - logaddexp(rest, z_a, z_b)``; one masked
-    ``logsumexp`` over the classes is the only ``[B, C]`` reduction.
+    and the mixup CE from a 3-way log-softmax over ``(z_a, z_b, rest)``; one
+    softmax over the classes outside the pair is the only ``[B, C]`` pass that
+    needs ``exp``, and the backward is written by hand.  ``lam`` gets no gradient.
 
     Args:
         logits: ``[B, C]`` float logits (any float dtype; computed in float32).
@@ -255,22 +253,29 @@ def decoupled_mixup_loss(logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Ten
     """
     _check_reduction(reduction)
     _check_dm_options(eta, mode, thr, lam_power)
-    z = _check_logits(logits)
+    return _dm_on_pairs(_check_logits(logits), y_a, y_b, lam, eta, mode, thr, lam_power, reduction)
+
+
+def _dm_on_pairs(z: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor | float, eta: float,
+                 mode: str, thr: float, lam_power: float, reduction: str) -> torch.Tensor:
+    """:func:`decoupled_mixup_loss` on checked logits and options."""
     batch, num_classes = z.shape
     _check_pair(y_a, y_b, num_classes, batch)
     lam = _as_lam(lam, batch, z)
-    return _reduce(_dm_rows(z, y_a, y_b, lam, eta, mode, thr, lam_power), reduction)
+    return _dm(z, y_a, y_b, lam, eta, mode, thr, lam_power, reduction)
 
 
-def _dm_rows(z: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor, eta: float, mode: str,
-             thr: float, lam_power: float, with_mce: bool = True) -> torch.Tensor:
-    """Per-row DM loss ``[B]`` on checked inputs (``lam`` is a constant); only
-    the decoupled part ``w_a dec_a + w_b dec_b`` when ``with_mce`` is false."""
-    lam = lam.detach()
+def _dm(z: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor, eta: float, mode: str,
+        thr: float, lam_power: float, reduction: str, with_mce: bool = True) -> torch.Tensor:
+    """The reduced DM loss on checked inputs (``lam`` is a constant); only the
+    decoupled part ``w_a dec_a + w_b dec_b`` when ``with_mce`` is false."""
+    same = y_a == y_b
+    lam = lam.masked_fill(same, 1.0)  # a == b: all of the target on a
     shares = torch.stack((lam, 1.0 - lam), 1)
-    same = (y_a == y_b).unsqueeze(1)
+    same = same.unsqueeze(1)
     weights = _dm_weights(shares, ~same, eta, mode, thr, lam_power)
-    return _DecoupledMixupRows.apply(z, torch.stack((y_a, y_b), 1), same, shares, weights, with_mce)
+    scale = {"mean": 1.0 / max(len(z), 1), "sum": 1.0, "none": None}[reduction]
+    return _DecoupledMixupRows.apply(z, torch.stack((y_a, y_b), 1), same, shares, weights, with_mce, scale)
 
 
 class _DecoupledMixupRows(torch.autograd.Function):
@@ -278,58 +283,58 @@ class _DecoupledMixupRows(torch.autograd.Function):
     classes outside the pair is the only ``[B, C]`` pass that needs ``exp``
     (plain autograd over the same formulas costs about twice as much on a CPU).
 
-    Forward, with ``gap_i = rest - z_i`` (``rest = logsumexp_{c not in {a,b}} z_c``):
-    ``dec_i = softplus(gap_i)``; ``log p_a, log p_b`` and ``log p_rest`` (the
-    softmax mass outside the pair) from a 3-way log-softmax of
-    ``(0, z_b - z_a, gap_a)`` (``z_b`` left out when ``a == b``), so the losses
-    stay precise next to large logits; ``loss = -(s_a log p_a + s_b log p_b)
-    + w_a dec_a + w_b dec_b`` with shares ``s = (lam, 1 - lam)``.
+    Forward, with ``rest = logsumexp_{c not in {a,b}} z_c`` and ``gap_i = rest - z_i``:
+    ``dec_i = softplus(gap_i)``; ``log p_a, log p_b, log p_rest`` (``p_rest`` the
+    softmax mass outside the pair) from a 3-way log-softmax of ``(z_a, z_b, rest)``;
+    ``loss = -(s_a log p_a + s_b log p_b) + w_a dec_a + w_b dec_b`` with shares
+    ``s = (lam, 1 - lam)``.  Rows with ``a == b`` come in with ``s = (1, 0)``,
+    ``w = 0`` and ``z_b`` replaced by ``_NEG`` (probability 0): plain CE.
 
     Backward, with ``k = sum_i w_i sigmoid(gap_i)`` and ``q`` the softmax over
     the classes outside the pair:
-    ``d/dz_c = q_c * (exp(rest - lse) + k)`` for ``c`` outside the pair and
+    ``d/dz_c = q_c * (p_rest + k)`` for ``c`` outside the pair and
     ``d/dz_i = p_i - s_i - w_i sigmoid(gap_i)`` for ``i`` in the pair
-    (scatter-added; ``p_b`` is taken as 0 when ``a == b``, so that row gets
-    ``p_a - 1``).  Without the mixup-CE part the ``p`` and ``s`` terms drop out.
+    (scatter-added).  Without the mixup-CE part the ``p`` and ``s`` terms drop out.
+    The reduction is folded in: ``scale`` is ``1/B`` (mean), 1 (sum) or None (per row).
     """
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, pair: torch.Tensor, same: torch.Tensor, shares: torch.Tensor,
-                weights: torch.Tensor, with_mce: bool) -> torch.Tensor:
+                weights: torch.Tensor, with_mce: bool, scale: float | None) -> torch.Tensor:
         z_pair = z.gather(1, pair)
-        gap, prob_rest = _pair_gaps(z, pair, z_pair)
-        loss = (weights * _softplus(gap)).sum(1)
-        ctx.with_mce = with_mce
-        if not with_mce:
+        rest, prob_rest = _rest_logsumexp(z, pair)
+        gap = rest - z_pair
+        dec = weights * _softplus(gap)
+        ctx.with_mce, ctx.scale = with_mce, scale
+        if with_mce:
+            logits3 = torch.cat((z_pair, rest), 1)
+            logits3[:, 1:2].masked_fill_(same, _NEG)  # class b not counted twice when a == b
+            log_prob = torch.log_softmax(logits3, dim=1)
+            ctx.save_for_backward(prob_rest, pair, gap, weights, log_prob, shares)
+            dec = torch.addcmul(dec, shares, log_prob[:, :2], value=-1.0)
+        else:
             ctx.save_for_backward(prob_rest, pair, gap, weights)
-            return loss
-        # log p_a, log p_b, log p_rest from a 3-way log-softmax of logits relative to z_a
-        # (precise next to large logits); class b is not counted twice when a == b
-        diff = (z_pair[:, 1:] - z_pair[:, :1]).masked_fill_(same, float("-inf"))
-        log_prob = torch.log_softmax(torch.cat((torch.zeros_like(diff), diff, gap[:, :1]), 1), dim=1)
-        ctx.save_for_backward(prob_rest, pair, gap, weights, log_prob, shares)
-        # mixup CE = -(s_a log p_a + s_b log p_b), with p_b = p_a when a == b
-        log_prob_b = torch.where(same, log_prob[:, :1], log_prob[:, 1:2])
-        return loss.sub_(torch.addcmul(shares[:, :1] * log_prob[:, :1], shares[:, 1:], log_prob_b).squeeze(1))
+        return dec.sum(1) if scale is None else dec.sum() * scale
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         if not ctx.needs_input_grad[0]:
-            return None, None, None, None, None, None
-        prob_rest, pair, gap, weights = ctx.saved_tensors[:4]
-        grad = grad.unsqueeze(1)
+            return None, None, None, None, None, None, None
+        saved = ctx.saved_tensors
+        prob_rest, pair, gap, weights = saved[:4]
+        grad = grad.unsqueeze(1) if ctx.scale is None else grad * ctx.scale
         pulled = weights * torch.sigmoid(gap)
         coef = pulled.sum(1, keepdim=True)
         if ctx.with_mce:
-            log_prob, shares = ctx.saved_tensors[4:]
+            log_prob, shares = saved[4:]
             prob = log_prob.exp()
             coef += prob[:, 2:]
             grad_pair = (prob[:, :2] - shares).sub_(pulled)
         else:
             grad_pair = pulled.neg_()
         grad_z = (prob_rest * coef.mul_(grad)).scatter_add_(1, pair, grad_pair.mul_(grad))
-        return grad_z, None, None, None, None, None
+        return grad_z, None, None, None, None, None, None
 
 
 def pairs_from_soft_targets(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -376,18 +381,22 @@ def soft_target_decoupled_mixup_loss(logits: torch.Tensor, target: torch.Tensor,
     """
     _check_reduction(reduction)
     _check_dm_options(eta, mode, thr, lam_power)
-    z = _check_logits(logits)
+    return _dm_on_soft_targets(_check_logits(logits), target, eta, mode, thr, lam_power, reduction)
+
+
+def _dm_on_soft_targets(z: torch.Tensor, target: torch.Tensor, eta: float, mode: str, thr: float,
+                        lam_power: float, reduction: str) -> torch.Tensor:
+    """:func:`soft_target_decoupled_mixup_loss` on checked logits and options."""
     t = _check_soft_targets(target, z)
     y_a, y_b, lam = pairs_from_soft_targets(t)
-    decoupled = _dm_rows(z, y_a, y_b, lam.to(z.dtype), eta, mode, thr, lam_power, with_mce=False)
-    loss = -(t * F.log_softmax(z, dim=1)).sum(1) + decoupled
-    return _reduce(loss, reduction)
+    decoupled = _dm(z, y_a, y_b, lam.to(z.dtype), eta, mode, thr, lam_power, "none", with_mce=False)
+    return _reduce(decoupled - (t * F.log_softmax(z, dim=1)).sum(1), reduction)
 
 
 # --------------------------------------------------------------------------- modules
 
 
-def _labels_of(target: Any, batch: int, name: str = "target") -> torch.Tensor:
+def _labels_of(target: Any, name: str = "target") -> torch.Tensor:
     if isinstance(target, MixedBatch):
         return target.y_a
     if isinstance(target, torch.Tensor) and target.dim() == 1:
@@ -426,7 +435,7 @@ class PlainCrossEntropyLoss(_Loss):
 
     def forward(self, logits: torch.Tensor, target: MixedBatch | torch.Tensor) -> torch.Tensor:
         z = self._logits(logits)
-        y = _labels_of(target, z.shape[0])
+        y = _labels_of(target)
         check_labels("y_a" if isinstance(target, MixedBatch) else "target", y, z.shape[1], z.shape[0])
         return F.cross_entropy(z, y, reduction=self.reduction)
 
@@ -444,7 +453,7 @@ class MixupCrossEntropyLoss(_Loss):
             return mixup_cross_entropy(z, target.y_a, target.y_b, target.lam, self.reduction)
         if isinstance(target, torch.Tensor) and target.dim() == 2:
             return soft_target_cross_entropy(z, target, self.reduction)
-        y = _labels_of(target, z.shape[0])
+        y = _labels_of(target)
         return mixup_cross_entropy(z, y, y, 1.0, self.reduction)
 
 
@@ -471,17 +480,15 @@ class DecoupledMixupLoss(_Loss):
         _check_dm_options(eta, mode, thr, lam_power)
         self.eta, self.mode, self.thr, self.lam_power = float(eta), mode, float(thr), float(lam_power)
 
-    def _options(self) -> dict[str, Any]:
-        return dict(eta=self.eta, mode=self.mode, thr=self.thr, lam_power=self.lam_power, reduction=self.reduction)
-
     def forward(self, logits: torch.Tensor, target: MixedBatch | torch.Tensor) -> torch.Tensor:
         z = self._logits(logits)
+        options = (self.eta, self.mode, self.thr, self.lam_power, self.reduction)
         if isinstance(target, MixedBatch):
-            return decoupled_mixup_loss(z, target.y_a, target.y_b, target.lam, **self._options())
+            return _dm_on_pairs(z, target.y_a, target.y_b, target.lam, *options)
         if isinstance(target, torch.Tensor) and target.dim() == 2:
-            return soft_target_decoupled_mixup_loss(z, target, **self._options())
-        y = _labels_of(target, z.shape[0])
-        return decoupled_mixup_loss(z, y, y, 1.0, **self._options())
+            return _dm_on_soft_targets(z, target, *options)
+        y = _labels_of(target)
+        return _dm_on_pairs(z, y, y, 1.0, *options)
 
     def extra_repr(self) -> str:
         return (f"eta={self.eta}, mode={self.mode!r}, thr={self.thr}, lam_power={self.lam_power}, "
@@ -558,7 +565,8 @@ class OnlineClassLabels(GlobalLabelSource):
         check_choice("init", init, ("onehot", "uniform"))
         self.num_classes = num_classes
         self.init = init
-        table = torch.eye(num_classes) if init == "onehot" else torch.full((num_classes, num_classes), 1.0 / num_classes)
+        uniform = torch.full((num_classes, num_classes), 1.0 / num_classes)
+        table = torch.eye(num_classes) if init == "onehot" else uniform
         self.register_buffer("table", table)
         self.register_buffer("sums", torch.zeros(num_classes, num_classes))
         self.register_buffer("counts", torch.zeros(num_classes))
