@@ -41,6 +41,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -548,7 +549,8 @@ class OnlineClassLabels(GlobalLabelSource):
     ``counts[class]``; :meth:`epoch_end` sets ``table[k] = sums[k] / counts[k]``
     (renormalised) for every class with ``counts[k] > 0`` (other rows keep their
     previous value) and clears the accumulators.  So the table changes only at
-    epoch ends and every row is a distribution.
+    epoch ends and every row is a distribution.  Under ``torch.distributed`` the
+    accumulators are summed over the ranks first, so every rank gets the same table.
 
     Args:
         num_classes: ``C``.
@@ -592,6 +594,9 @@ class OnlineClassLabels(GlobalLabelSource):
 
     @torch.no_grad()
     def epoch_end(self) -> None:
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(self.sums)  # every rank saw its own shard: pool them, so the tables agree
+            dist.all_reduce(self.counts)
         seen = (self.counts > 0).unsqueeze(1)
         rows = self.sums / self.counts.clamp_min(1.0).unsqueeze(1)
         rows = rows / rows.sum(1, keepdim=True).clamp_min(1e-30)

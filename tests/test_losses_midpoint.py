@@ -284,3 +284,43 @@ def test_dm_defaults_table():
         dm_defaults("mixup", "mnist")
     with pytest.raises(TypeError, match="policy"):
         dm_defaults(None)
+
+
+def _online_rank(rank: int, world: int, port: int, shards: list, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        source = OnlineClassLabels(C)
+        logits, y_a, y_b = shards[rank]
+        source.update(logits, midpoints_of(y_a, y_b))
+        source.epoch_end()
+        torch.save(source.table, f"{out}/table{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def midpoints_of(y_a: torch.Tensor, y_b: torch.Tensor) -> MixedBatch:
+    return MixedBatch(inputs=torch.zeros(len(y_a), 1), y_a=y_a, y_b=y_b, index=torch.arange(len(y_a)),
+                      lam=torch.full((len(y_a),), 0.5))
+
+
+@pytest.mark.slow
+def test_online_table_is_pooled_over_distributed_ranks(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    g = torch.Generator().manual_seed(0)
+    y_a, y_b = torch.randint(0, C, (16,), generator=g), torch.randint(0, C, (16,), generator=g)
+    logits = midpoints_of(y_a, y_b).soft_targets(C) * 4 + torch.randn(16, C, generator=g)
+    shards = [(logits[:8], y_a[:8], y_b[:8]), (logits[8:], y_a[8:], y_b[8:])]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_online_rank, args=(2, port, shards, str(tmp_path)), nprocs=2)
+    single = OnlineClassLabels(C)
+    single.update(logits, midpoints_of(y_a, y_b))
+    single.epoch_end()
+    for rank in range(2):
+        torch.testing.assert_close(torch.load(tmp_path / f"table{rank}.pt"), single.table)
