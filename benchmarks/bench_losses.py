@@ -127,7 +127,7 @@ def loss_table(batch: int, num_classes: int, rounds: int) -> tuple[list[str], di
         "plain-autograd DM (less, p 0.5), for comparison":
             run(lambda z: autograd_dm(z, y_a, y_b, lam, thr=0.5, **DM_OPTIONS)),
     }
-    times = interleaved(cands, rounds)
+    times = interleaved(cands, rounds, block_s=0.002)
     base = next(iter(cands))
     lines = [f"| B={batch}, C={num_classes}: forward + backward | us / call | x soft-target CE |",
              "|---|---:|---:|"]
@@ -202,7 +202,7 @@ def step_table(rounds: int, batch: int = 128, num_classes: int = 10) -> tuple[li
             z = z0.clone().requires_grad_()
             criterion(z, mixed).backward()
         return call
-    alone = interleaved({name: loss_only(c) for name, c in criteria.items()}, 30)
+    alone = interleaved({name: loss_only(c) for name, c in criteria.items()}, 300, block_s=0.002)
     lines = [f"| training step, small CNN, batch {batch}x3x32x32, {num_classes} classes "
              "| ms / step | x mixup-CE step |",
              "|---|---:|---:|"]
@@ -229,8 +229,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     mixviz.validation(False)
 
-    loss100, t100 = loss_table(256, 100, args.rounds)
-    loss1000, _ = loss_table(256, 1000, max(5, args.rounds // 3))
+    loss100, t100 = loss_table(256, 100, 10 * args.rounds)
+    loss1000, _ = loss_table(256, 1000, 3 * args.rounds)
     step, ts = step_table(max(5, args.rounds // 2))
     names = list(t100)
     r_loss = ratio(t100, names[3], names[0])
@@ -241,8 +241,9 @@ def main() -> None:
         "# Losses: cost of the Decoupled Mixup loss",
         "",
         f"CPU `{platform.processor() or platform.machine()}`, torch {torch.__version__}, "
-        f"{args.threads} thread(s), value checks off. Medians over {args.rounds} interleaved rounds "
-        "(C = 1000: a third, the training step: half as many); the machine is shared, so absolute times are "
+        f"{args.threads} thread(s), value checks off. Medians over interleaved rounds (losses alone: "
+        f"{10 * args.rounds} rounds of about 2 ms at C = 100, {3 * args.rounds} at C = 1000; training step: "
+        f"{max(5, args.rounds // 2)} rounds of one step); the machine is shared, so absolute times are "
         "noisy (the ratios less so). Regenerate with `python benchmarks/bench_losses.py`.",
         "",
         "## The loss alone",
