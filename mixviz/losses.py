@@ -665,11 +665,11 @@ class MidpointLoss(_Loss):
         _check_pair(target.y_a, target.y_b, num_classes, batch)
         _as_lam(target.lam, batch, z)  # shape and value checks
         local = target.soft_targets(num_classes).to(z.dtype)
-        glob = self.source.targets(logits.detach(), target).detach().to(z.dtype)
+        glob = self.source.targets(z.detach(), target).detach().to(z.dtype)
         soft = (1.0 - self.beta) * local + self.beta * glob
         loss = -(soft * F.log_softmax(z, dim=1)).sum(1)
         if self.training and torch.is_grad_enabled():
-            self.source.update(logits.detach(), target)
+            self.source.update(z.detach(), target)
         return _reduce(loss, self.reduction)
 
     def epoch_end(self) -> None:
