@@ -336,21 +336,34 @@ def test_clutter_test_glyphs_come_from_the_test_scans():
         assert len(set(match.float().argmax(1).tolist())) > 100         # many different scans
 
 
-def test_clutter_backgrounds_come_from_disjoint_photo_regions(monkeypatch):
-    """Replace the photos by a ramp whose value is the x coordinate / width:
-    train patches must read values <= 0.75, test patches >= 0.75."""
-    h, w = 214, 320
-    ramp = ((torch.arange(w) + 0.5) / w).expand(2, 3, h, w).contiguous()
-    monkeypatch.setattr(C, "_photos", lambda: ramp)
+def test_clutter_backgrounds_come_from_disjoint_photo_cells(monkeypatch):
+    """Replace the photos by images whose value in each grid cell is the
+    cell's number: a train patch must read one train cell's value only, a test
+    patch one test cell's value only."""
+    k, h, w = 2, 214, 320
+    rows, cols = C.GRID
+    ch, cw = h // rows, w // cols
+    ids = torch.arange(k * rows * cols, dtype=torch.float32).reshape(k, rows, cols) / 16
+    photos = ids.repeat_interleave(ch, 1).repeat_interleave(cw, 2)[:, None].expand(k, 3, h, w).contiguous()
+    monkeypatch.setattr(C, "_photos", lambda: photos)
     C._generate_cached.cache_clear()
     try:
-        tr = C.generate(300, "train", seed=0, patch=(8.0, 78.0))
-        te = C.generate(300, "test", seed=0, patch=(8.0, 78.0))
+        tr = C.generate(400, "train", seed=0, patch=(8.0, 78.0)).backgrounds
+        te = C.generate(400, "test", seed=0, patch=(8.0, 78.0)).backgrounds
     finally:
         C._generate_cached.cache_clear()
-    assert tr.backgrounds.max() <= C.TRAIN_FRACTION and tr.backgrounds.min() >= 0
-    assert te.backgrounds.min() >= C.TRAIN_FRACTION
-    assert tr.backgrounds.min() < 0.1 and te.backgrounds.max() > 0.9       # the regions are used
+    test_ids = {(p * rows + r) * cols + c for p, r, c in C.TEST_CELLS}
+    for bg, allowed in ((tr, set(range(16)) - test_ids), (te, test_ids)):
+        cell = bg[:, 0, 0, 0]
+        assert torch.allclose(bg, cell[:, None, None, None].expand_as(bg), atol=1e-6)   # one cell per patch
+        seen = set((cell * 16).round().long().tolist())
+        assert seen == allowed                                                      # all of them, no other
+    assert len(test_ids) == 4
+
+
+def test_clutter_split_backgrounds_look_alike():
+    tr, te = data.load("clutter"), data.load("clutter", "test")
+    assert max(abs(a - b) for a, b in zip(tr.mean, te.mean)) < 0.03
 
 
 def test_clutter_backgrounds_are_photo_patches(parts):

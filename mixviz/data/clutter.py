@@ -7,9 +7,13 @@ Every image is made in four vectorized steps (no loop over samples):
    with scikit-learn (``load_sample_images``: ``china.jpg``, ``flower.jpg``,
    halved to 214x320 with antialiasing), side ``p ~ U(patch)`` photo pixels,
    resampled to ``size x size`` (bilinear), mirrored with probability 1/2.
-   Train patches come from the left 75 % of each photo and test patches from
-   the right 25 % (1-pixel margins keep the bilinear sampling inside): the
-   two splits never share a background pixel.
+   Each photo is cut into a 2x4 grid of cells (107x80 pixels); the four
+   cells of :data:`TEST_CELLS` hold the test backgrounds and the twelve
+   others the train backgrounds.  The test cells were chosen (two per photo,
+   one per row) so that both splits hold sky, roofs, dark leaves and petals:
+   the mean cell colour and contrast of the two splits differ by < 0.02.  A patch lies inside one cell
+   with a 1-pixel margin, so bilinear sampling never reads across a cell's
+   edge: the two splits never share a background pixel.
 2. **Object shape**: a template -- a real handwritten digit scan (8x8, from
    the digits *train* split for train images and the *test* split for test
    images) or one of ten geometric shapes -- stretched to a box of side
@@ -43,11 +47,12 @@ from mixviz._validation import check_choice, check_positive
 from mixviz.data.base import SPLITS, InMemoryDataset, channel_stats, check_seed, split_seed
 
 __all__ = ["clutter", "generate", "ClutterParts", "shape_templates", "SHAPES", "OBJECTS",
-           "TRAIN_FRACTION", "SCALE", "CONTRAST", "mask_area_stats"]
+           "GRID", "TEST_CELLS", "SCALE", "CONTRAST", "mask_area_stats"]
 
 OBJECTS = ("digits", "shapes")
 SHAPES = ("disk", "ring", "square", "frame", "triangle", "plus", "cross", "diamond", "bar", "tee")
-TRAIN_FRACTION = 0.75   # share of each photo's width that train backgrounds come from
+GRID = (2, 4)             # rows x columns of background cells per photo
+TEST_CELLS = ((0, 0, 0), (0, 1, 1), (1, 0, 0), (1, 1, 2))   # (photo, row, column) of the test cells
 _LUMA = (0.299, 0.587, 0.114)
 SCALE = (0.35, 0.75)      # default range of the object box side / image side
 CONTRAST = (0.15, 0.5)    # default range of the object/background luminance step
@@ -133,16 +138,16 @@ def _pixel_centres(size: int) -> torch.Tensor:
 
 def _backgrounds(n: int, split: str, size: int, patch: tuple[float, float],
                  g: torch.Generator) -> torch.Tensor:
-    """[N, 3, S, S] patches from the split's region of the photos (step 1)."""
+    """[N, 3, S, S] patches from the split's cells of the photos (step 1)."""
     photos = _photos()
-    k, _, h, w = photos.shape
+    h = photos.shape[-2]
     canvas = torch.cat(list(photos), dim=-1).unsqueeze(0)     # [1, 3, H, k*W]
-    lo, hi = (0.0, TRAIN_FRACTION * w) if split == "train" else (TRAIN_FRACTION * w, float(w))
+    corners, ch, cw = _cells(split)
     side = patch[0] + (patch[1] - patch[0]) * torch.rand(n, generator=g)
-    photo = torch.randint(k, (n,), generator=g)
-    # a 1-pixel margin keeps bilinear sampling from reading across a region's edge
-    x0 = lo + 1 + (hi - lo - 2 - side) * torch.rand(n, generator=g) + photo * w
-    y0 = (h - side) * torch.rand(n, generator=g)
+    cell = torch.randint(corners.shape[0], (n,), generator=g)
+    # a 1-pixel margin keeps bilinear sampling from reading across a cell's edge
+    x0 = corners[cell, 0] + 1 + (cw - 2 - side) * torch.rand(n, generator=g)
+    y0 = corners[cell, 1] + 1 + (ch - 2 - side) * torch.rand(n, generator=g)
     flip = torch.rand(n, generator=g) < 0.5
     c = _pixel_centres(size) / size                            # [S], in (0, 1)
     cx = torch.where(flip[:, None], 1 - c, c)                  # [N, S]
@@ -154,6 +159,18 @@ def _backgrounds(n: int, split: str, size: int, patch: tuple[float, float],
     out = F.grid_sample(canvas, grid.reshape(1, n * size, size, 2), mode="bilinear",
                         padding_mode="border", align_corners=False)               # [1, 3, N*S, S]
     return out.reshape(3, n, size, size).transpose(0, 1).clamp(0.0, 1.0).contiguous()
+
+
+def _cells(split: str) -> tuple[torch.Tensor, int, int]:
+    """Top-left corners [M, 2] (x, y, in pixels of the side-by-side photos)
+    of the split's background cells, and the cell height and width."""
+    k, _, h, w = _photos().shape
+    rows, cols = GRID
+    ch, cw = h // rows, w // cols
+    cells = [(p, r, c) for p in range(k) for r in range(rows) for c in range(cols)]
+    chosen = [(p, r, c) for p, r, c in cells if ((p, r, c) in TEST_CELLS) == (split == "test")]
+    corners = torch.tensor([[p * w + c * cw, r * ch] for p, r, c in chosen], dtype=torch.float32)
+    return corners, ch, cw
 
 
 def _object_masks(templates: torch.Tensor, size: int, scale: tuple[float, float], aspect: float,
@@ -234,8 +251,8 @@ def _cached(n: int, split: str, seed: int, size: int, objects: str, scale: tuple
     if aspect < 1:
         raise ValueError(f"aspect must be >= 1, got {aspect}")
     contrast = _check_range("contrast", contrast, 0.0, 1.0)
-    region = (1 - TRAIN_FRACTION) * _photos().shape[-1] - 2
-    patch = _check_range("patch", patch, 1.0, region)
+    _, ch, cw = _cells(split)
+    patch = _check_range("patch", patch, 1.0, min(ch, cw) - 2)
     return _generate_cached(n, split, seed, size, objects, scale, float(aspect), contrast, patch)
 
 
@@ -256,7 +273,7 @@ def generate(n: int, split: str = "train", *, seed: int = 0, size: int = 32, obj
         aspect: the box's width/height ratio lies in [1/aspect, aspect].
         contrast: range of the luminance step between object and background.
         patch: range of the background patch side, in pixels of the halved
-            photos (214x320); at most 78 so that test patches fit.
+            photos (214x320); at most 78 so that a patch fits in a cell.
     """
     parts, _, _ = _cached(n, split, seed, size, objects, scale, aspect, contrast, patch)
     return parts.clone()
