@@ -53,6 +53,7 @@ __all__ = [
     "training_kind",
     "figure_presets",
     "clutter_configs",
+    "clutter_config",
     "toy_configs",
     "toy_point_policies",
     "collect",
@@ -116,6 +117,8 @@ TOY_BASE: dict[str, Any] = dict(model="mlp", epochs=30, batch_size=50, lr=0.01, 
 SALIENCY_ROWS = ("none+ce", "mixup+mixup_ce", "cutmix+mixup_ce", "puzzlemix+mixup_ce", "cutmix+dm")
 #: Attribution methods of the saliency agreement table.
 SALIENCY_METHODS = ("gradcam", "saliency")
+#: Test points drawn over each decision-boundary panel (all 1000 would hide the shading).
+BOUNDARY_POINTS = 300
 
 MISMATCH_SHARE = 0.3
 MISMATCH_VISIBLE = 0.05
@@ -170,6 +173,18 @@ def clutter_configs(preset: str) -> list[TrainConfig]:
     from mixviz.experiments import grid
 
     return grid(_preset(preset), datasets=("clutter",))
+
+
+def clutter_config(preset: str, method: str, seed: int | None = None) -> TrainConfig:
+    """The clutter config of ``method`` (``"<policy>+<loss>"``) in ``preset``,
+    for ``seed`` (default: the preset's first seed)."""
+    configs = clutter_configs(preset)
+    seed = min(c.seed for c in configs) if seed is None else seed
+    found = {method_name(c): c for c in configs if c.seed == seed}
+    if method not in found:
+        raise ValueError(f"method must be one of {', '.join(found)} for preset {preset!r} and seed {seed}; "
+                         f"got {method!r}")
+    return found[method]
 
 
 def toy_point_policies() -> list[str]:
@@ -833,7 +848,8 @@ def make_figures(runs: FigureRuns, out: str | os.PathLike, *, log: Callable[[str
     for dataset, toy_runs in runs.toy.items():
         points = data.load(dataset, "test", **TOY_BASE["dataset_options"])
         grids = boundary_grids(toy_runs, points.images)
-        fig = viz.decision_boundaries(grids, points=(points.images, points.labels),
+        shown = slice(0, BOUNDARY_POINTS)
+        fig = viz.decision_boundaries(grids, points=(points.images[shown], points.labels[shown]),
                                       notes=boundary_notes(toy_runs, points.num_classes), ncols=len(grids))
         fig.suptitle(f"{dataset}: {fig.get_suptitle()}")
         _save(fig, out / f"decision_boundary_{dataset}.png", written)

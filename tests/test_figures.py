@@ -344,3 +344,12 @@ def test_command_writes_every_named_file(tiny, tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert str(out.resolve()) in printed and "loaded" in printed
     assert not list(out.glob(".*tmp"))   # atomic writes leave no temporary files
+
+
+def test_clutter_config_picks_method_and_seed():
+    full = figures.clutter_configs("full")
+    c = figures.clutter_config("full", "cutmix+dm")
+    assert (c.policy, c.loss, c.seed) == ("cutmix", "dm", min(x.seed for x in full))
+    assert figures.clutter_config("full", "cutmix+dm", seed=2).seed == 2
+    with pytest.raises(ValueError, match="method"):
+        figures.clutter_config("quick", "cutmix+nope")
