@@ -5,7 +5,6 @@ replaced by the content of its source file:
 
     results   results/full/summary.md          (mixviz compare --preset full)
     bench     benchmarks/results/*.md           (python benchmarks/bench_*.py)
-    figures   figures/summary.md                (mixviz figures --preset quick)
 
 Nothing in those sections is typed by hand.  Run:  python scripts/update_readme.py
 """
@@ -33,7 +32,6 @@ def sources() -> dict[str, str | None]:
     return {
         "results": _read(ROOT / "results" / "full" / "summary.md"),
         "bench": "\n\n".join(bench) or None,
-        "figures": _read(ROOT / "figures" / "summary.md"),
     }
 
 
