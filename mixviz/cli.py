@@ -162,32 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", help="with --out: continue from the checkpoint there")
     p.set_defaults(func=_cmd_train)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    from mixviz import bench, experiments, figures
+
+    for module in (experiments, figures, bench):
+        module.register_command(sub)
     return parser
 
 
-# Commands defined in other modules register themselves here (compare, figures, bench).
-_EXTRA_COMMANDS: list[Any] = []
-
-
-def _load_extra_commands() -> None:
-    import importlib
-
-    for module in ("mixviz.experiments", "mixviz.figures", "mixviz.bench"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name == module:
-                continue  # command not built in this version
-            raise
-        register = getattr(mod, "register_command", None)
-        if register is not None and register not in _EXTRA_COMMANDS:
-            _EXTRA_COMMANDS.append(register)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    _load_extra_commands()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

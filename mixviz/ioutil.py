@@ -23,6 +23,7 @@ def _atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results and figures are meant to be read
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
