@@ -3,7 +3,7 @@
 1. Loss only: forward + backward on the same [B, C] logits (B = 256, C = 100,
    and C = 1000 for scale) of the soft-target cross-entropy
    ``-(t * log_softmax(z)).sum(1).mean()`` (t given), mixviz's mixup CE, the
-   DM loss (mixviz, hand-written backward), the DM loss on timm/torchvision
+   DM loss (mixviz, hand-written gradient), the DM loss on timm/torchvision
    style soft targets, and a plain-autograd DM for comparison.
    Goal: DM <= 2x soft-target CE at C = 100.
 2. A real training step on a small CNN (3x32x32 inputs, batch 128, 10

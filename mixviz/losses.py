@@ -240,7 +240,8 @@ def decoupled_mixup_loss(logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Ten
     Computed in log space: ``dec_i = softplus(logsumexp_{c not in {a,b}} z_c - z_i)``
     and the mixup CE from a 3-way log-softmax over ``(z_a, z_b, rest)``; one
     softmax over the classes outside the pair is the only ``[B, C]`` pass that
-    needs ``exp``, and the backward is written by hand.  ``lam`` gets no gradient.
+    needs ``exp``, and the gradient is written by hand (computed in the forward
+    pass when ``logits`` require one).  ``lam`` gets no gradient.
 
     Args:
         logits: ``[B, C]`` float logits (any float dtype; computed in float32).
@@ -280,9 +281,13 @@ def _dm(z: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor
 
 
 class _DecoupledMixupRows(torch.autograd.Function):
-    """Per-row DM loss with a hand-written backward: one softmax over the
-    classes outside the pair is the only ``[B, C]`` pass that needs ``exp``
-    (plain autograd over the same formulas costs about twice as much on a CPU).
+    """Per-row DM loss whose gradient is computed in the forward pass: one
+    softmax over the classes outside the pair is the only ``[B, C]`` pass that
+    needs ``exp``, and the gradient reuses the forward's intermediates (plain
+    autograd over the same formulas costs about 1.4x as much on a CPU; a
+    separate hand-written backward about 1.07x, from the extra saved tensors
+    and calls).  The backward only scales the stored gradient by the incoming
+    one, so the loss is once differentiable.
 
     Forward, with ``rest = logsumexp_{c not in {a,b}} z_c`` and ``gap_i = rest - z_i``:
     ``dec_i = softplus(gap_i)``; ``log p_a, log p_b, log p_rest`` (``p_rest`` the
@@ -291,50 +296,52 @@ class _DecoupledMixupRows(torch.autograd.Function):
     ``s = (lam, 1 - lam)``.  Rows with ``a == b`` come in with ``s = (1, 0)``,
     ``w = 0`` and ``z_b`` replaced by ``_NEG`` (probability 0): plain CE.
 
-    Backward, with ``k = sum_i w_i sigmoid(gap_i)`` and ``q`` the softmax over
+    Gradient, with ``k = sum_i w_i sigmoid(gap_i)`` and ``q`` the softmax over
     the classes outside the pair:
     ``d/dz_c = q_c * (p_rest + k)`` for ``c`` outside the pair and
     ``d/dz_i = p_i - s_i - w_i sigmoid(gap_i)`` for ``i`` in the pair
     (scatter-added).  Without the mixup-CE part the ``p`` and ``s`` terms drop out.
     The reduction is folded in: ``scale`` is ``1/B`` (mean), 1 (sum) or None (per row).
+    It is only computed when ``z`` requires a gradient.
     """
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, pair: torch.Tensor, same: torch.Tensor, shares: torch.Tensor,
                 weights: torch.Tensor, with_mce: bool, scale: float | None) -> torch.Tensor:
+        need = ctx.needs_input_grad[0]
         z_pair = z.gather(1, pair)
         rest, prob_rest = _rest_logsumexp(z, pair)
         gap = rest - z_pair
-        dec = weights * _softplus(gap)
-        ctx.with_mce, ctx.scale = with_mce, scale
+        rows = weights * _softplus(gap)
+        if need:
+            pulled = torch.sigmoid(gap).mul_(weights)
+            coef = pulled.sum(1, keepdim=True)
         if with_mce:
             logits3 = torch.cat((z_pair, rest), 1)
             logits3[:, 1:2].masked_fill_(same, _NEG)  # class b not counted twice when a == b
             log_prob = torch.log_softmax(logits3, dim=1)
-            ctx.save_for_backward(prob_rest, pair, gap, weights, log_prob, shares)
-            dec = torch.addcmul(dec, shares, log_prob[:, :2], value=-1.0)
-        else:
-            ctx.save_for_backward(prob_rest, pair, gap, weights)
-        return dec.sum(1) if scale is None else dec.sum() * scale
+            rows = torch.addcmul(rows, shares, log_prob[:, :2], value=-1.0)
+            if need:
+                prob = log_prob.exp_()
+                coef += prob[:, 2:]
+                grad_pair = (prob[:, :2] - shares).sub_(pulled)
+        elif need:
+            grad_pair = pulled.neg_()
+        ctx.scale = scale
+        if need:
+            if scale is not None:
+                coef.mul_(scale)
+                grad_pair.mul_(scale)
+            ctx.save_for_backward(prob_rest.mul_(coef).scatter_add_(1, pair, grad_pair))
+        return rows.sum(1) if scale is None else rows.sum() * scale
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None, None, None
-        saved = ctx.saved_tensors
-        prob_rest, pair, gap, weights = saved[:4]
-        grad = grad.unsqueeze(1) if ctx.scale is None else grad * ctx.scale
-        pulled = weights * torch.sigmoid(gap)
-        coef = pulled.sum(1, keepdim=True)
-        if ctx.with_mce:
-            log_prob, shares = saved[4:]
-            prob = log_prob.exp()
-            coef += prob[:, 2:]
-            grad_pair = (prob[:, :2] - shares).sub_(pulled)
-        else:
-            grad_pair = pulled.neg_()
-        grad_z = (prob_rest * coef.mul_(grad)).scatter_add_(1, pair, grad_pair.mul_(grad))
+        (grad_z,) = ctx.saved_tensors
+        grad_z = grad_z * (grad.unsqueeze(1) if ctx.scale is None else grad)
         return grad_z, None, None, None, None, None, None
 
 

@@ -441,3 +441,23 @@ def test_bad_options_name_the_argument(kwargs, name):
         DecoupledMixupLoss(**kwargs)
     with pytest.raises(TypeError, match="thr"):
         DecoupledMixupLoss(thr="half")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_dm_gradient_scales_with_the_upstream_gradient(reduction):
+    """The gradient is computed in the forward pass and scaled in the backward:
+    the value must not depend on whether the logits require a gradient, and an
+    upstream gradient other than 1 (per row for "none") must scale it."""
+    z, y_a, y_b, lam = make_batch(batch=7, seed=11, dtype=torch.float64)
+    y_b[:2] = y_a[:2]  # same-class rows too
+    options = dict(eta=0.3, mode="both", lam_power=1.0, reduction=reduction)
+    plain = decoupled_mixup_loss(z, y_a, y_b, lam, **options)
+    z1, z2 = z.clone().requires_grad_(), z.clone().requires_grad_()
+    got = decoupled_mixup_loss(z1, y_a, y_b, lam, **options)
+    torch.testing.assert_close(got.detach(), plain, rtol=0, atol=0)
+    upstream = torch.linspace(-2.0, 3.0, got.numel(), dtype=torch.float64).reshape(got.shape)
+    got.backward(upstream)
+    want = ref_dm(z2, y_a, y_b, lam, 0.3, "both", 0.5, 1.0)
+    want = {"mean": want.mean(), "sum": want.sum(), "none": want}[reduction]
+    want.backward(upstream)
+    torch.testing.assert_close(z1.grad, z2.grad, rtol=1e-10, atol=1e-12)
