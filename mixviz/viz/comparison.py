@@ -84,10 +84,12 @@ def _subtitle(results: pd.DataFrame, summary: pd.DataFrame) -> str:
     for col in ("dataset", "model"):
         if col in results.columns and results[col].nunique() == 1:
             parts.append(str(results[col].iloc[0]))
-    seeds = summary["n"].min(), summary["n"].max()
-    runs = f"{seeds[0]} run" + ("s" if seeds[0] != 1 else "") if seeds[0] == seeds[1] else \
-        f"{seeds[0]}-{seeds[1]} runs"
-    parts.append(f"mean ± std over {runs} per method")
+    seeds = int(summary["n"].min()), int(summary["n"].max())
+    if seeds[1] == 1:
+        parts.append("1 run per method, no spread shown")
+    else:
+        runs = f"{seeds[0]} runs" if seeds[0] == seeds[1] else f"{seeds[0]}-{seeds[1]} runs"
+        parts.append(f"mean ± std over {runs} per method")
     return ", ".join(parts)
 
 
@@ -128,7 +130,9 @@ def method_comparison(results: pd.DataFrame, x: str = "sec_per_epoch", y: str = 
     annotate = len(summary) <= ANNOTATE_MAX
     for row, policy in zip(summary.itertuples(index=False), policies):
         r = row._asdict()
-        ax.errorbar(r[x], r[y], xerr=r[f"{x}_std"], yerr=r[f"{y}_std"], marker=KIND_MARKERS[r["kind"]],
+        spread = r["n"] > 1  # one run has no spread: no error bar
+        ax.errorbar(r[x], r[y], xerr=r[f"{x}_std"] if spread else None, yerr=r[f"{y}_std"] if spread else None,
+                    marker=KIND_MARKERS[r["kind"]],
                     markersize=9, color=colors[policy], markeredgecolor="black", markeredgewidth=0.6,
                     capsize=3, linestyle="none", label=r["method"])
         if annotate:

@@ -37,19 +37,30 @@ def final_mixed_accuracy(final: pd.DataFrame) -> pd.DataFrame:
     return out.fillna({"top1_std": 0.0, "top2_std": 0.0})
 
 
+def _final_title(counts: pd.Series) -> str:
+    """"final (1 run per method)" or "final (mean ± std over N seeds)"."""
+    lo, hi = int(counts.min()), int(counts.max())
+    if hi == 1:
+        return "final (1 run per method, no spread shown)"
+    seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
+    return f"final (mean ± std over {seeds} seeds)"
+
+
 def _draw_final(ax, table: pd.DataFrame, colors: dict) -> None:
     x = np.arange(len(table))
     width = 0.38
+    several = bool((table["n"] > 1).any())  # a single run has no spread: no error bar drawn
     for offset, (col, label), hatch in ((-width / 2, TOPK[0], None), (width / 2, TOPK[1], "//")):
         key = "top1" if col == "mixed_top1" else "top2"
-        bars = ax.bar(x + offset, table[key], width=width, yerr=table[f"{key}_std"], capsize=3,
+        yerr = table[f"{key}_std"].where(table["n"] > 1) if several else None
+        bars = ax.bar(x + offset, table[key], width=width, yerr=yerr, capsize=3,
                       color=[colors.get(m, "0.5") for m in table["method"]], edgecolor="black",
                       linewidth=0.6, hatch=hatch, alpha=1.0 if hatch is None else 0.6)
         ax.bar_label(bars, labels=[f"{v:.0f}" for v in table[key]], fontsize="x-small", padding=2)
     ax.set_xticks(x, table["method"], rotation=30, ha="right")
     ax.set_ylim(0, 118)
     ax.set_ylabel("accuracy on mixed samples (%)")
-    ax.set_title("final (mean ± std over seeds)")
+    ax.set_title(_final_title(table["n"]))
     ax.legend(handles=[Patch(facecolor="0.6", edgecolor="black", label="Top-1"),
                        Patch(facecolor="0.8", edgecolor="black", hatch="//", label="Top-2")],
               loc="upper center", ncols=2, fontsize="small")

@@ -155,7 +155,7 @@ def saliency_grid(images: tuple[Any, Any], mixed: Any, attributions: Mapping[str
         show_image(row[2], mixed_image)
         row[0].set_title(f"image a: {_name(true[0], class_names)}" if true else "image a")
         row[1].set_title(f"image b: {_name(true[1], class_names)}" if true else "image b")
-        row[2].set_title("mixed image" + (f" (λ = {lam:.2f})" if lam is not None else ""))
+        row[2].set_title("mixed image" + (f"\n(λ = {lam:.2f})" if lam is not None else ""))
         row[0].set_ylabel(key, fontweight="bold")
         for k, (ax, attr) in enumerate(((row[3], first), (row[4], second))):
             show_image(ax, base)
@@ -163,7 +163,7 @@ def saliency_grid(images: tuple[Any, Any], mixed: Any, attributions: Mapping[str
                              interpolation="bilinear")
             clear_axis(ax)
             cls = f": {_name(classes[k], class_names)}" if classes is not None else ""
-            ax.set_title(f"attribution, top-{k + 1} class{cls}")
+            ax.set_title(f"attribution for the\ntop-{k + 1} class{cls}")
             if agreement is not None:
                 ax.set_xlabel(f"{float(agreement[key][k]):.0%} inside the object", fontsize="small")
     bar = fig.colorbar(heat, ax=axes, shrink=0.8, aspect=30)
