@@ -544,3 +544,24 @@ def test_saliency_grid_rejects_bad_input():
         viz.saliency_grid((x[0], x[1]), x[0], {"m": maps}, agreement={"other": (0.1, 0.2)})
     with pytest.raises(ValueError, match="lam"):
         viz.saliency_grid((x[0], x[1]), x[0], {"m": maps}, lam=2.0)
+
+
+def test_single_runs_get_no_error_bars():
+    """One run per method has no spread: neither plot draws an error bar, and
+    the titles say so instead of promising a mean ± std."""
+    results = _results()
+    single = results.drop_duplicates(["policy", "loss"]).reset_index(drop=True)
+    fig = viz.method_comparison(single, kinds=KINDS)
+    ax = fig.axes[0]
+    assert all(not c.has_xerr and not c.has_yerr for c in ax.containers)
+    assert "1 run per method" in ax.get_title() and "±" not in ax.get_title()
+    several = viz.method_comparison(results, kinds=KINDS).axes[0]
+    assert all(c.has_xerr and c.has_yerr for c in several.containers)
+
+    histories = {"mixup+mixup_ce": _history(seed=0)}
+    bars = viz.mixed_accuracy_plot(histories, final=single).axes[2]
+    assert not [c for c in bars.containers if type(c).__name__ == "ErrorbarContainer"]
+    assert "1 run per method" in bars.get_title()
+    bars = viz.mixed_accuracy_plot(histories, final=results).axes[2]
+    assert len([c for c in bars.containers if type(c).__name__ == "ErrorbarContainer"]) == 2
+    assert "mean ± std over 3 seeds" in bars.get_title()
