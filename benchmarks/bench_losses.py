@@ -33,8 +33,6 @@ if __name__ == "__main__" and "OMP_NUM_THREADS" not in os.environ:  # before tor
     os.environ["OMP_NUM_THREADS"] = threads
 
 import platform  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -43,42 +41,12 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import mixviz  # noqa: E402
+from _timing import interleaved, median_us, ratio  # noqa: E402  (benchmarks/_timing.py)
 from mixviz import losses  # noqa: E402
 from mixviz.mixing.batch import MixedBatch  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "losses.md"
 DM_OPTIONS = dict(eta=0.1, mode="less", lam_power=0.5)  # the authors' CutMix row: the busiest weight path
-
-
-# ----------------------------------------------------------------------------- timing
-
-
-def interleaved(cands: dict[str, Callable[[], object]], rounds: int, block_s: float = 0.05,
-                warmup: int = 3) -> dict[str, list[float]]:
-    """Seconds per call of each candidate, one value per round."""
-    calls = {}
-    for name, fn in cands.items():  # warm-up, and calls per block of about block_s
-        for _ in range(warmup):
-            fn()
-        t0 = time.perf_counter()
-        fn()
-        calls[name] = max(1, int(block_s / max(time.perf_counter() - t0, 1e-6)))
-    times: dict[str, list[float]] = {name: [] for name in cands}
-    for _ in range(rounds):
-        for name, fn in cands.items():
-            t0 = time.perf_counter()
-            for _ in range(calls[name]):
-                fn()
-            times[name].append((time.perf_counter() - t0) / calls[name])
-    return times
-
-
-def median_us(values: list[float]) -> float:
-    return 1e6 * statistics.median(values)
-
-
-def ratio(times: dict[str, list[float]], a: str, b: str) -> float:
-    return statistics.median(x / y for x, y in zip(times[a], times[b]))
 
 
 # ----------------------------------------------------------------------------- 1. loss only

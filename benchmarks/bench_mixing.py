@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -28,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mixviz
+from _timing import best_ratio, interleaved, median_ms, ratio  # benchmarks/_timing.py
 from mixviz import mixing
 
 BATCH, CHANNELS, SIZE, CLASSES = 256, 3, 32, 10
@@ -48,38 +46,12 @@ def small_cnn() -> nn.Module:
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, CLASSES))
 
 
-def interleaved(cands: dict[str, Callable[[], object]], rounds: int, block_s: float = 0.05,
-                warmup: int = 2) -> dict[str, list[float]]:
-    """Seconds per call of each candidate, one value per round."""
-    calls = {}
-    for name, fn in cands.items():  # warm-up, and calls per block of about block_s
-        for _ in range(warmup):
-            fn()
-        t0 = time.perf_counter()
-        fn()
-        calls[name] = max(1, int(block_s / max(time.perf_counter() - t0, 1e-6)))
-    times: dict[str, list[float]] = {name: [] for name in cands}
-    for _ in range(rounds):
-        for name, fn in cands.items():
-            t0 = time.perf_counter()
-            for _ in range(calls[name]):
-                fn()
-            times[name].append((time.perf_counter() - t0) / calls[name])
-    return times
 
 
-def median_ms(values: list[float]) -> float:
-    return 1e3 * statistics.median(values)
 
 
-def ratio(times: dict[str, list[float]], a: str, b: str) -> float:
-    """Median over rounds of time(a) / time(b) measured in the same round."""
-    return statistics.median(x / y for x, y in zip(times[a], times[b]))
 
 
-def best_ratio(times: dict[str, list[float]], a: str, b: str) -> float:
-    """Best (least disturbed) time of a over best time of b."""
-    return min(times[a]) / min(times[b])
 
 
 def policy_table(x: torch.Tensor, y: torch.Tensor, model: nn.Module, rounds: int) -> tuple[list[str], dict]:
