@@ -29,7 +29,7 @@ from mixviz.ioutil import atomic_write_text
 from mixviz.train import TrainConfig
 
 __all__ = ["Preset", "PRESETS", "preset", "methods", "grid", "result_row", "compare", "summarize",
-           "summary_markdown", "RESULT_COLUMNS"]
+           "summary_markdown", "write_plots", "RESULT_COLUMNS"]
 
 POLICIES = ("none", "mixup", "cutmix", "fmix", "resizemix", "average", "saliencymix", "puzzlemix")
 
@@ -52,6 +52,9 @@ class Preset:
     policies: tuple[str, ...] = POLICIES
     alpha: dict[str, float] = field(default_factory=dict)  # per policy; missing -> base alpha
     dm_kind: str = "cifar"
+    # True: DM rows use the alpha of dm_defaults (the authors' DM runs: 0.2 on CIFAR);
+    # False: the same alpha as the policy's mixup-CE row, so only the loss differs.
+    dm_alpha: bool = False
 
 
 # Clutter with shapes: learnable in a few CPU epochs (digit glyphs need 10+ epochs of a wider CNN).
@@ -70,8 +73,9 @@ PRESETS: dict[str, Preset] = {
     "full": Preset("full", "clutter and digits, smallcnn (width 16), 15 epochs, 3 seeds: about an hour on a CPU",
                    bases={"clutter": _FULL_CLUTTER, "digits": _FULL_DIGITS}, seeds=(0, 1, 2)),
     "gpu-cifar100": Preset("gpu-cifar100", "CIFAR-100, PreAct-ResNet-18, the authors' settings: SGD 0.1, momentum "
-                           "0.9, wd 1e-4, cosine, batch 100, 200 epochs, alpha and DM settings per policy",
-                           bases={"cifar100": _CIFAR100}, seeds=(0, 1, 2), alpha=CIFAR_ALPHA),
+                           "0.9, wd 1e-4, cosine, batch 100, 200 epochs, alpha and DM settings per policy (DM runs "
+                           "with alpha 0.2, as the authors')",
+                           bases={"cifar100": _CIFAR100}, seeds=(0, 1, 2), alpha=CIFAR_ALPHA, dm_alpha=True),
 }
 
 
@@ -118,8 +122,12 @@ def grid(p: Preset, *, seeds: tuple[int, ...] | None = None, policies: tuple[str
         for seed in seeds if seeds is not None else p.seeds:
             for policy in policies or p.policies:
                 for loss in methods(policy):
-                    out.append(method_config(base, dataset, policy, loss, seed, p.alpha.get(policy),
-                                             p.dm_kind, **overrides))
+                    alpha = p.alpha.get(policy)
+                    if loss == "dm" and p.dm_alpha:
+                        from mixviz.losses import dm_defaults
+
+                        alpha = dm_defaults(policy, p.dm_kind)["alpha"]
+                    out.append(method_config(base, dataset, policy, loss, seed, alpha, p.dm_kind, **overrides))
     return out
 
 
@@ -138,7 +146,7 @@ def _key(row: dict[str, Any] | pd.Series) -> tuple:
 def compare(p: Preset | str, out: str | os.PathLike, *, resume: bool = False,
             runs_root: str | os.PathLike | None = None, seeds: tuple[int, ...] | None = None,
             policies: tuple[str, ...] | None = None, datasets: tuple[str, ...] | None = None,
-            log: Any = print, **overrides: Any) -> pd.DataFrame:
+            log: Any = print, plots: bool = True, **overrides: Any) -> pd.DataFrame:
     """Run the grid of preset ``p``; write ``results.csv``, ``summary.csv`` and
     ``summary.md`` in ``out``; return the results table.
 
@@ -147,6 +155,7 @@ def compare(p: Preset | str, out: str | os.PathLike, *, resume: bool = False,
     run and leaves no partial row.  ``resume=True`` keeps the rows already in
     ``out/results.csv`` and trains only what is missing; without it an existing
     results file is an error (so results of two grids never mix silently).
+    With ``plots`` (default) it also draws :func:`write_plots`.
     """
     from mixviz.runs import config_id, load_or_train
 
@@ -180,7 +189,29 @@ def compare(p: Preset | str, out: str | os.PathLike, *, resume: bool = False,
     summary = summarize(results)
     _write_table(summary, out / "summary.csv")
     atomic_write_text(out / "summary.md", summary_markdown(summary))
+    if plots:
+        write_plots(results, out)
     return results
+
+
+def write_plots(results: pd.DataFrame, out: str | os.PathLike) -> list[Path]:
+    """``<out>/accuracy_vs_time_<dataset>.png`` for each data set of
+    ``results``: test accuracy against seconds per epoch, one point per method
+    (mean ± std over seeds; static, dynamic and DM in different marks), drawn by
+    :func:`mixviz.viz.method_comparison` and written atomically."""
+    import matplotlib.pyplot as plt
+
+    from mixviz import viz
+    from mixviz.figures import save_png
+
+    paths = []
+    for dataset, table in results.groupby("dataset", sort=False):
+        fig = viz.method_comparison(table.reset_index(drop=True))
+        try:
+            paths.append(save_png(fig, Path(out) / f"accuracy_vs_time_{dataset}.png"))
+        finally:
+            plt.close(fig)
+    return paths
 
 
 def _write_table(table: pd.DataFrame, path: Path) -> None:
@@ -238,7 +269,8 @@ def summary_markdown(summary: pd.DataFrame) -> str:
                 f"| {r.policy} + {r.loss} | {r.kind} | {_pm(r.test_acc_mean, r.test_acc_std, 100)} | "
                 f"{_pm(r.ece_mean, r.ece_std, 100)} | {_pm(r.nll_mean, r.nll_std, 1, 3)} | "
                 f"{_pm(r.mixed_top1_mean, r.mixed_top1_std, 100)} | {_pm(r.mixed_top2_mean, r.mixed_top2_std, 100)} | "
-                f"{_pm(r.sec_per_epoch_mean, r.sec_per_epoch_std, 1, 2)} | {r.time_vs_mixup:.2f}x |")
+                f"{_pm(r.sec_per_epoch_mean, r.sec_per_epoch_std, 1, 2)} | "
+                f"{'–' if pd.isna(r.time_vs_mixup) else f'{r.time_vs_mixup:.2f}x'} |")
         parts.append("")
     return "\n".join(parts)
 
@@ -259,8 +291,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     results = compare(p, out, resume=args.resume, runs_root=args.runs, seeds=seeds,
                       policies=tuple(args.policies) if args.policies else None,
                       datasets=tuple(args.datasets) if args.datasets else None, **overrides)
-    if not results.empty:
-        print(summary_markdown(summarize(results)))
+    if results.empty:
+        print("the grid is empty (no seeds, policies or data sets selected): nothing was run or written")
+        return 0
+    print(summary_markdown(summarize(results)))
     print(f"results in {out}/results.csv, summary in {out}/summary.md")
     return 0
 

@@ -3,7 +3,8 @@
 Each section sits between `<!-- begin: NAME -->` and `<!-- end: NAME -->` and is
 replaced by the content of its source file:
 
-    results   results/full/summary.md          (mixviz compare --preset full)
+    results   results/full/summary.md and its accuracy_vs_time_*.png plots
+              (mixviz compare --preset full)
     bench     benchmarks/results/*.md           (python benchmarks/bench_*.py)
 
 Nothing in those sections is typed by hand.  Run:  python scripts/update_readme.py
@@ -22,6 +23,17 @@ def _read(path: Path) -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
+def _results(folder: Path) -> str | None:
+    """The summary tables, then one accuracy-vs-time plot per data set."""
+    summary = _read(folder / "summary.md")
+    if summary is None:
+        return None
+    plots = sorted(folder.glob("accuracy_vs_time_*.png"))
+    images = [f"![test accuracy against seconds per epoch, {p.stem.removeprefix('accuracy_vs_time_')}]"
+              f"({p.relative_to(ROOT).as_posix()})" for p in plots]
+    return "\n\n".join([summary, *images])
+
+
 def sources() -> dict[str, str | None]:
     bench = []
     for name, title in (("mixing.md", "Mixing policies"), ("losses.md", "Losses"), ("loop.md", "Training loop"),
@@ -30,7 +42,7 @@ def sources() -> dict[str, str | None]:
         if text:
             bench.append(f"#### {title}\n\n{text}")
     return {
-        "results": _read(ROOT / "results" / "full" / "summary.md"),
+        "results": _results(ROOT / "results" / "full"),
         "bench": "\n\n".join(bench) or None,
     }
 
@@ -39,11 +51,12 @@ def update(text: str, sections: dict[str, str | None]) -> str:
     for name, content in sections.items():
         if content is None:
             continue
-        pattern = re.compile(rf"(<!-- begin: {name} -->\n).*?(\n<!-- end: {name} -->)", re.S)
+        # the lines between the markers, if any (an empty section has none)
+        pattern = re.compile(rf"(<!-- begin: {name} -->\n)(?:.*?\n)??(<!-- end: {name} -->)", re.S)
         if not pattern.search(text):
             print(f"README.md has no section {name!r}; skipped", file=sys.stderr)
             continue
-        text = pattern.sub(lambda m: m.group(1) + content + m.group(2), text)
+        text = pattern.sub(lambda m: m.group(1) + content + "\n" + m.group(2), text)
     return text
 
 

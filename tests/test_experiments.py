@@ -109,7 +109,10 @@ def test_grid_is_datasets_x_seeds_x_policies_x_losses(name):
         for k, v in base.items():
             assert getattr(c, k) == v, (c.dataset, k)
         assert c.progress is False
-        assert c.alpha == p.alpha.get(c.policy, base.get("alpha", TrainConfig.alpha))
+        if c.loss == "dm" and p.dm_alpha:
+            assert c.alpha == dm_defaults(c.policy, p.dm_kind)["alpha"]
+        else:
+            assert c.alpha == p.alpha.get(c.policy, base.get("alpha", TrainConfig.alpha))
         if c.loss == "dm":
             dm = dm_defaults(c.policy, p.dm_kind)
             assert c.loss_options == {"eta": dm["eta"], "mode": dm["mode"], "lam_power": dm["lam_power"]}
@@ -124,13 +127,15 @@ def test_builtin_presets():
     assert len(grid(full)) == 2 * 3 * 15           # 2 data sets, 3 seeds
     assert len(grid(gpu)) == 3 * 15
     assert {c.dataset for c in grid(full)} == {"clutter", "digits"}
-    # the CIFAR-100 preset carries the authors' alpha per policy, for both losses of a policy
+    # the CIFAR-100 preset carries the authors' alpha per policy, and their alpha 0.2 for DM runs
     for c in grid(gpu):
-        assert c.alpha == experiments.CIFAR_ALPHA[c.policy]
+        assert c.alpha == (0.2 if c.loss == "dm" else experiments.CIFAR_ALPHA[c.policy])
         assert (c.model, c.epochs, c.batch_size, c.lr, c.momentum, c.weight_decay, c.scheduler) == \
             ("preact_resnet18", 200, 100, 0.1, 0.9, 1e-4, "cosine")
     assert {c.alpha for c in grid(gpu) if c.policy == "cutmix"} == {0.2}
-    # the CPU presets leave alpha at the TrainConfig default
+    assert {c.alpha for c in grid(gpu) if c.policy == "mixup"} == {1.0, 0.2}
+    # the CPU presets leave alpha at the TrainConfig default, for DM too (only the loss differs)
+    assert not quick.dm_alpha and not full.dm_alpha
     assert {c.alpha for c in grid(quick)} == {1.0}
 
 
@@ -571,9 +576,6 @@ def test_summary_markdown_single_seed_and_missing_values():
     assert "| none + ce | static | 40.0 | – | 2.500 | 30.0 | 60.0 | 0.50 | 0.50x |" in md
 
 
-@pytest.mark.xfail(strict=True, reason="summary_markdown formats a missing time_vs_mixup (no mixup + mixup_ce on "
-                                      "that data set) with f'{nan:.2f}x', printing 'nanx' instead of the '–' "
-                                      "that _pm uses for every other missing value")
 def test_summary_markdown_missing_mixup_reference_prints_a_dash():
     md = experiments.summary_markdown(summarize(hand_results()))
     row_b = next(line for line in md.splitlines() if line.startswith("| cutmix + mixup_ce"))
@@ -636,3 +638,12 @@ def test_cli_compare_default_out_and_bad_names(tmp_path, monkeypatch, capsys):
         cli.main(["compare", "--preset", "nope"])
     assert exit_.value.code == 2
     assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_cli_compare_with_an_empty_grid_says_so(tmp_path, capsys):
+    from mixviz import cli
+
+    assert cli.main(["compare", "--preset", "quick", "--seeds", "0", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "nothing was run or written" in out and "results in" not in out
+    assert not (tmp_path / "out").exists()

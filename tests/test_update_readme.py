@@ -103,9 +103,6 @@ def test_each_section_ends_at_its_own_end_marker():
     assert new.count("<!-- begin: bench -->\nB\n<!-- end: bench -->") == 2
 
 
-@pytest.mark.xfail(strict=True, reason="update() needs a line between the markers: the pattern is "
-                                      "'(begin\\n).*?(\\nend)', so a section whose markers are on adjacent "
-                                      "lines (an empty section) is reported as missing and never filled")
 def test_an_empty_section_is_filled(capsys):
     text = "<!-- begin: bench -->\n<!-- end: bench -->\n"
     assert ur.update(text, {"bench": "B"}) == "<!-- begin: bench -->\nB\n<!-- end: bench -->\n"
