@@ -744,7 +744,9 @@ def summary(results: pd.DataFrame, mixed: pd.DataFrame, mismatch: Mapping[str, M
                        "mismatch_visible_threshold": MISMATCH_VISIBLE},
         "methods": methods,
         "label_mismatch": [{"policy": p, "kind": kinds.get(p, "static"), "rate": float(r["rate"]),
-                            "n_mismatched": int(r["n_mismatched"]), "n_samples": int(r["n_samples"])}
+                            "n_mismatched": int(r["n_mismatched"]), "n_samples": int(r["n_samples"]),
+                            "unmixed_rate": float(r["unmixed_rate"]), "n_unmixed": int(r["n_unmixed"]),
+                            "n_pairs": int(r["n_pairs"])}
                            for p, r in mismatch.items()],
         "saliency": saliency.to_dict("records"),
         "saliency_by_kind": saliency_by_kind(saliency).to_dict("records") if len(saliency) else [],
@@ -779,10 +781,12 @@ def summary_markdown(s: Mapping[str, Any]) -> str:
                      f"{_pct(r['mixed_top2'], r['mixed_top2_std'])} | {r['sec_per_epoch']:.2f} |")
     lines += ["", "## Label mismatch per policy", "",
               f"Share of mixed samples whose label gives a class ≥ {ev['mismatch_share_threshold']:.0%} while its "
-              f"object is < {ev['mismatch_visible_threshold']:.0%} visible (clutter object masks).", "",
-              "| policy | kind | mismatched samples |", "|---|---|---|"]
+              f"object is < {ev['mismatch_visible_threshold']:.0%} visible (clutter object masks); and the share "
+              f"of pairs of two different classes that the policy did not mix (λ = 0 or 1: one image kept whole).",
+              "", "| policy | kind | mismatched samples | pairs not mixed |", "|---|---|---|---|"]
     for r in s["label_mismatch"]:
-        lines.append(f"| {r['policy']} | {r['kind']} | {_pct(r['rate'])} ({r['n_mismatched']}/{r['n_samples']}) |")
+        lines.append(f"| {r['policy']} | {r['kind']} | {_pct(r['rate'])} ({r['n_mismatched']}/{r['n_samples']}) | "
+                     f"{_pct(r['unmixed_rate'])} ({r['n_unmixed']}/{r['n_pairs']}) |")
     if s["saliency"]:
         chance = s["saliency"][0]["chance"]
         lines += ["", "## Saliency agreement with the object masks", "",

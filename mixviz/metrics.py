@@ -436,6 +436,10 @@ def label_mismatch(mixed: MixedBatch, object_masks: torch.Tensor, share_threshol
         against visibility: ``share_a``, ``share_b``, ``visibility_a``,
         ``visibility_b``, ``mismatch_a``, ``mismatch_b`` (bool).  Samples
         whose object mask is empty (NaN visibility) never count as mismatched.
+        Also ``n_pairs`` (samples with ``y_a != y_b``), ``n_unmixed`` (those
+        of them whose label is all one class, ``lam`` 0 or 1: the policy kept
+        one image whole, as a graph cut with a trivial solution does) and
+        ``unmixed_rate = n_unmixed / n_pairs``.
     """
     _check_mixed(mixed, object_masks)
     for name, value in (("share_threshold", share_threshold), ("visible_threshold", visible_threshold)):
@@ -456,10 +460,16 @@ def label_mismatch(mixed: MixedBatch, object_masks: torch.Tensor, share_threshol
     any_mismatch = mismatch_a | mismatch_b
     n = len(mixed)
     n_bad = int(any_mismatch.sum())
+    pairs = ~same
+    n_pairs = int(pairs.sum())
+    n_unmixed = int((pairs & ((lam == 0) | (lam == 1))).sum())
     return {
         "rate": n_bad / n if n else math.nan,
         "n_mismatched": n_bad,
         "n_samples": n,
+        "n_pairs": n_pairs,
+        "n_unmixed": n_unmixed,
+        "unmixed_rate": n_unmixed / n_pairs if n_pairs else math.nan,
         "share_a": share_a.cpu().numpy(),
         "share_b": share_b.cpu().numpy(),
         "visibility_a": vis_a.cpu().numpy(),

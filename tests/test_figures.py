@@ -305,7 +305,8 @@ def test_summary_numbers_and_markdown():
                             "test_acc": [0.5, 0.7, 0.9], "ece": [0.1, 0.3, 0.05], "sec_per_epoch": [1.0, 1.0, 2.0]})
     mixed = pd.DataFrame({"method": ["a+ce", "a+ce", "b+dm"], "mixed_top1": [0.4, 0.6, 0.8],
                           "mixed_top2": [0.1, 0.1, 0.3]})
-    reports = {"cutmix": {"rate": 0.25, "n_mismatched": 16, "n_samples": 64}}
+    reports = {"cutmix": {"rate": 0.25, "n_mismatched": 16, "n_samples": 64, "unmixed_rate": 0.1, "n_unmixed": 6,
+                          "n_pairs": 60}}
     sal = pd.DataFrame({"method": ["a+ce"], "kind": ["static"], "attribution": ["gradcam"], "mask_share": [0.4],
                         "pointing": [0.5], "mixed_share": [0.3], "chance": [0.1]})
     s = figures.summary(results, mixed, reports, sal, preset="p", n_test=64)
@@ -315,10 +316,10 @@ def test_summary_numbers_and_markdown():
     assert a["mixed_top1"] == pytest.approx(0.5) and a["mixed_top2"] == pytest.approx(0.1)
     assert math.isnan(s["methods"][1]["ece_std"])
     assert s["label_mismatch"] == [{"policy": "cutmix", "kind": "static", "rate": 0.25, "n_mismatched": 16,
-                                    "n_samples": 64}]
+                                    "n_samples": 64, "unmixed_rate": 0.1, "n_unmixed": 6, "n_pairs": 60}]
     md = figures.summary_markdown(s)
     assert "| a+ce | static | 2 | 60.0 ± 14.1 | 20.0 ± 14.1 | 50.0 ± 14.1 | 10.0 ± 0.0 | 1.00 |" in md
-    assert "| cutmix | static | 25.0 (16/64) |" in md
+    assert "| cutmix | static | 25.0 (16/64) | 10.0 (6/60) |" in md
     assert "| a+ce | static | gradcam | 40.0 | 50.0 | 30.0 |" in md
 
 

@@ -298,6 +298,20 @@ def test_label_mismatch_small_shares_and_equal_labels():
     assert out["rate"] == 0.0
 
 
+def test_label_mismatch_counts_pairs_that_were_not_mixed():
+    """A pair of two classes whose lam is 0 or 1 kept one image whole (a
+    trivial graph cut); same-class samples are not pairs."""
+    objects = torch.ones(5, 1, 4, 4)
+    mixed = _batch(None, [0.0, 1.0, 0.5, 1.0, 0.3], [1, 0, 3, 2, 4], [0, 1, 2, 3, 4], [1, 0, 3, 3, 4],
+                   policy="mixup")
+    out = metrics.label_mismatch(mixed, objects)
+    assert (out["n_pairs"], out["n_unmixed"]) == (3, 2)  # samples 0, 1, 2 are pairs; 0 and 1 unmixed
+    assert out["unmixed_rate"] == pytest.approx(2 / 3)
+    alone = _batch(None, [1.0], [0], [2], [2], policy="mixup")
+    solo = metrics.label_mismatch(alone, torch.ones(1, 1, 4, 4))
+    assert solo["n_pairs"] == 0 and math.isnan(solo["unmixed_rate"])
+
+
 @pytest.mark.parametrize("policy", ["cutmix", "fmix", "gridmix", "smoothmix", "resizemix", "mixup", "average"])
 def test_visibility_of_objects_covering_the_image_is_the_area_share(policy):
     """With whole-image objects the visible share of object a is the mask mean = lam (exact lerps)."""
