@@ -31,7 +31,7 @@ compare: setup
 	$(PY) -m mixviz compare --preset $(PRESET) --out results/$(PRESET) --resume
 
 bench: setup
-	$(PY) -m mixviz bench
+	$(PY) -m mixviz bench --out benchmarks/results/methods.md
 
 clean:
 	rm -rf runs .pytest_cache .hypothesis .benchmarks

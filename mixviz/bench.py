@@ -129,18 +129,27 @@ def gpu_epoch(*, batch_size: int = 100, n: int = 50_000, num_classes: int = 100,
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     dev = resolve_device(args.device)
-    print(f"device: {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU'}), "
-          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    parts = [f"device: {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU'}), "
+             f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"]
+    print(parts[-1])
     table = time_methods(steps=args.steps, rounds=args.rounds, batch_size=args.batch_size, device=args.device)
-    print("\nTraining step per method (smallcnn, 3x32x32, batch %d; median of %d rounds):\n" %
-          (args.batch_size, args.rounds))
-    print(table.to_markdown(index=False, floatfmt=".4g") if _has_tabulate() else table.to_string(index=False))
+    parts.append("\nTraining step per method (smallcnn, 3x32x32, batch %d; median of %d rounds):\n" %
+                 (args.batch_size, args.rounds))
+    parts.append(table.to_markdown(index=False, floatfmt=".4g") if _has_tabulate() else table.to_string(index=False))
     if dev.type == "cuda":
         res = gpu_epoch(batch_size=args.gpu_batch_size, epochs=args.gpu_epochs, device=args.device)
-        print(f"\nCIFAR-100 PreAct-ResNet-18 on {res['gpu']}, batch {res['batch_size']}, bf16 + channels_last, "
-              f"data on the GPU: {res['sec_per_epoch']:.2f} s per epoch, {res['images_per_sec']:.0f} images/s")
+        parts.append(f"\nCIFAR-100 PreAct-ResNet-18 on {res['gpu']}, batch {res['batch_size']}, bf16 + "
+                     f"channels_last, data on the GPU: {res['sec_per_epoch']:.2f} s per epoch, "
+                     f"{res['images_per_sec']:.0f} images/s")
     else:
-        print("\nNo GPU here: the CIFAR-100 epoch-time measurement needs one and was not run.")
+        parts.append("\nNo GPU here: the CIFAR-100 epoch-time measurement needs one and was not run.")
+    for part in parts[1:]:
+        print(part)
+    if args.out is not None:
+        from mixviz.ioutil import atomic_write_text
+
+        atomic_write_text(args.out, "\n".join(["# mixviz bench", "", *parts, ""]))
+        print(f"\nwritten to {args.out}")
     return 0
 
 
@@ -163,4 +172,7 @@ def register_command(sub: Any) -> None:
                    help="batch of the CIFAR-100 epoch timing (the authors' 100). Default: %(default)s")
     p.add_argument("--gpu-epochs", type=int, default=3, help="epochs timed on the GPU (first is warm-up)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N. Default: %(default)s")
+    p.add_argument("--out", default=None,
+                   help="also write the report to this Markdown file (e.g. benchmarks/results/methods.md, "
+                        "which scripts/update_readme.py puts in the README)")
     p.set_defaults(func=_cmd_bench)

@@ -131,6 +131,22 @@ def test_cmd_bench_passes_the_arguments_and_prints_the_table(monkeypatch, capsys
 
 
 @no_cuda
+def test_cmd_bench_out_writes_the_same_report(monkeypatch, capsys, tmp_path):
+    table = pd.DataFrame({"policy": ["mixup"], "loss": ["mixup_ce"], "sec_per_step": [0.5], "vs_mixup": [1.0],
+                          "images_per_sec": [8.0]})
+    monkeypatch.setattr(bench, "time_methods", lambda **kw: table)
+    monkeypatch.setattr(bench, "_has_tabulate", lambda: False)
+    out_file = tmp_path / "methods.md"
+    assert cli.main(["bench", "--steps", "1", "--rounds", "1", "--device", "cpu", "--out", str(out_file)]) == 0
+    printed = capsys.readouterr().out
+    text = out_file.read_text()
+    assert text.startswith("# mixviz bench\n\ndevice: cpu (CPU)")
+    report = printed[: printed.index("\nwritten to")]
+    assert text == "# mixviz bench\n\n" + report
+    assert f"written to {out_file}" in printed and table.to_string(index=False) in text
+
+
+@no_cuda
 def test_cmd_bench_end_to_end_on_cpu(capsys):
     assert cli.main(["bench", "--steps", "1", "--rounds", "1", "--batch-size", "2", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
