@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
@@ -70,7 +71,7 @@ def _draw_diagram(ax: plt.Axes, bins: pd.DataFrame) -> None:
     acc, conf = full["accuracy"].to_numpy(), full["confidence"].to_numpy()
     ax.bar(lower, acc, width=width, align="edge", color=ACC_COLOR, edgecolor="white", linewidth=0.8)
     ax.bar(lower, np.abs(conf - acc), bottom=np.minimum(acc, conf), width=width, align="edge",
-           color=GAP_COLOR, alpha=0.35, edgecolor=GAP_COLOR, linewidth=0.8, hatch="//")
+           facecolor=to_rgba(GAP_COLOR, 0.3), edgecolor=GAP_COLOR, linewidth=0.8, hatch="//")  # opaque hatch
     ax.plot([0, 1], [0, 1], linestyle="--", color="0.3", linewidth=1.2)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
@@ -135,7 +136,7 @@ def reliability_diagrams(bins: Mapping[str, pd.DataFrame], ece: Mapping[str, flo
             top.set_ylabel("accuracy in bin")
             bottom.set_ylabel("% of samples")
     handles = [Patch(color=ACC_COLOR, label="accuracy"),
-               Patch(facecolor=GAP_COLOR, alpha=0.35, edgecolor=GAP_COLOR, hatch="//",
+               Patch(facecolor=to_rgba(GAP_COLOR, 0.3), edgecolor=GAP_COLOR, hatch="//",
                      label="gap to confidence"),
                plt.Line2D([], [], linestyle="--", color="0.3", label="perfect calibration")]
     fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize="small")

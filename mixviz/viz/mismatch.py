@@ -75,7 +75,7 @@ def mismatch_scatter(label_share: Mapping[str, Any], visibility: Mapping[str, An
     if ncols is not None:
         check_int("ncols", ncols)
     rows, cols = grid_shape(len(data), ncols)
-    fig, axes = new_figure(rows, cols, figsize=(3.6 * cols + 0.4, 3.7 * rows + 0.9), layout="constrained",
+    fig, axes = new_figure(rows, cols, figsize=(3.6 * cols + 0.4, 3.9 * rows + 1.2), layout="constrained",
                            sharex=True, sharey=True)
     for ax, (key, (share, vis)) in zip(axes.ravel(), data.items()):
         bad = (share >= share_threshold) & (vis < visible_threshold)
@@ -91,7 +91,7 @@ def mismatch_scatter(label_share: Mapping[str, Any], visibility: Mapping[str, An
         ax.set_title(f"{key}\n{text}")
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
-        ax.set_aspect("equal")
+        ax.set_box_aspect(1)  # both axes span [-0.02, 1.02]: equal scales; plays well with constrained layout
     label_outer(axes, len(data), "visible fraction of the object", "label share of the class")
     hide_unused(axes, len(data))
     fig.suptitle(f"Label mismatch: shaded = label share ≥ {share_threshold:.0%} but object < "
