@@ -565,3 +565,16 @@ def test_single_runs_get_no_error_bars():
     bars = viz.mixed_accuracy_plot(histories, final=results).axes[2]
     assert len([c for c in bars.containers if type(c).__name__ == "ErrorbarContainer"]) == 2
     assert "mean ± std over 3 seeds" in bars.get_title()
+
+
+def test_midpoint_loss_has_its_own_mark():
+    """average + mixup CE and average + midpoint share the policy colour, so the
+    loss must tell them apart: the midpoint loss gets its own kind and marker."""
+    results = pd.DataFrame({"policy": ["average", "average"], "loss": ["mixup_ce", "midpoint"],
+                            "test_acc": [0.7, 0.6], "sec_per_epoch": [1.0, 1.1]})
+    summary = viz.method_summary(results, ["sec_per_epoch", "test_acc"], {"average": "static"})
+    assert summary["kind"].tolist() == ["static", "midpoint loss"]
+    ax = viz.method_comparison(results, kinds={"average": "static"}).axes[0]
+    markers = [c.lines[0].get_marker() for c in ax.containers]
+    assert markers == [style.KIND_MARKERS["static"], style.KIND_MARKERS["midpoint loss"]]
+    assert len(set(style.KIND_MARKERS.values())) == len(style.KIND_MARKERS)

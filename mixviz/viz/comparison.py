@@ -16,7 +16,8 @@ from mixviz.viz.style import KIND_MARKERS, method_colors, metric_label, themed
 __all__ = ["method_comparison", "method_bars", "method_summary", "KIND_COLORS"]
 
 #: Colour of each training kind in :func:`method_bars`.
-KIND_COLORS = {"static": "#4c72b0", "dynamic": "#dd8452", "DM loss": "#55a868", "other": "#8c8c8c"}
+KIND_COLORS = {"static": "#4c72b0", "dynamic": "#dd8452", "DM loss": "#55a868", "midpoint loss": "#8172b3",
+               "other": "#8c8c8c"}
 
 DM_LOSSES = frozenset({"dm"})
 LOWER_IS_BETTER = frozenset({"ece", "test_ece", "nll", "test_nll", "train_loss", "sec_per_epoch", "epoch_sec"})
@@ -42,9 +43,12 @@ def _check_kinds(kinds: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def _kind(policy: str, loss: str | None, kinds: Mapping[str, str]) -> str:
-    """'DM loss' for the decoupled loss, else the policy's kind ('other' if unknown)."""
+    """'DM loss' for the decoupled loss, 'midpoint loss' for the midpoint
+    soft labels, else the policy's kind ('other' if unknown)."""
     if loss in DM_LOSSES:
         return "DM loss"
+    if loss == "midpoint":
+        return "midpoint loss"
     return kinds.get(policy, "other")
 
 
@@ -53,7 +57,7 @@ def method_summary(results: pd.DataFrame, metrics: list[str],
     """Mean and standard deviation over seeds of ``metrics`` per method.
 
     Returns one row per method (in order of first appearance) with the
-    columns ``method``, ``kind`` (``static``/``dynamic``/``DM loss``/``other``),
+    columns ``method``, ``kind`` (``static``/``dynamic``/``DM loss``/``midpoint loss``/``other``),
     ``n`` (runs), and ``<metric>``, ``<metric>_std`` for each metric
     (percentage metrics in percent; std 0 for a single run).
     """

@@ -18,7 +18,7 @@ __all__ = ["theme", "themed", "method_colors", "KIND_MARKERS", "METRIC_LABELS", 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Marker of each training kind in the comparison plots.
-KIND_MARKERS = {"static": "o", "dynamic": "s", "DM loss": "^", "other": "D"}
+KIND_MARKERS = {"static": "o", "dynamic": "s", "DM loss": "^", "midpoint loss": "D", "other": "X"}
 
 #: Metrics stored as fractions in [0, 1] and drawn as percentages.
 PERCENT_METRICS = frozenset({"test_acc", "test_ece", "ece", "mixed_top1", "mixed_top2"})
