@@ -16,6 +16,7 @@ soft label).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -29,7 +30,7 @@ from mixviz.ioutil import atomic_write_text
 from mixviz.train import TrainConfig
 
 __all__ = ["Preset", "PRESETS", "preset", "methods", "grid", "result_row", "compare", "summarize",
-           "summary_markdown", "write_plots", "RESULT_COLUMNS"]
+           "summary_markdown", "dm_effects", "write_plots", "RESULT_COLUMNS"]
 
 POLICIES = ("none", "mixup", "cutmix", "fmix", "resizemix", "average", "saliencymix", "puzzlemix")
 
@@ -258,8 +259,46 @@ def _pm(mean: float, std: float, scale: float = 1.0, digits: int = 1) -> str:
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
 
+def dm_effects(summary: pd.DataFrame) -> pd.DataFrame:
+    """DM minus the mixup cross-entropy on the same policy and data set, per
+    metric, with the standard error of that difference over seeds
+    (``sqrt(std_dm**2 / n_dm + std_ce**2 / n_ce)``; NaN with one seed).
+
+    Columns: ``dataset``, ``policy``, then ``<metric>`` and ``<metric>_se`` for
+    test_acc, ece, mixed_top1, mixed_top2 (fractions, like the summary).
+    """
+    rows = []
+    for (dataset, policy), g in summary.groupby(["dataset", "policy"], sort=False):
+        by_loss = g.set_index("loss")
+        if not {"dm", "mixup_ce"} <= set(by_loss.index):
+            continue
+        dm, ce = by_loss.loc["dm"], by_loss.loc["mixup_ce"]
+        row: dict[str, Any] = {"dataset": dataset, "policy": policy}
+        for m in ("test_acc", "ece", "mixed_top1", "mixed_top2"):
+            row[m] = dm[f"{m}_mean"] - ce[f"{m}_mean"]
+            row[f"{m}_se"] = math.sqrt(dm[f"{m}_std"] ** 2 / dm["seeds"] + ce[f"{m}_std"] ** 2 / ce["seeds"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _diff(value: float, se: float) -> str:
+    text = f"{round(100 * value, 1) + 0.0:+.1f}".replace("-", "−")  # + 0.0: no "-0.0"
+    return text if pd.isna(se) else f"{text} ± {100 * se:.1f}"
+
+
+def _best(table: pd.DataFrame, kind: str) -> str:
+    rows = table[table["kind"] == kind]
+    if rows.empty:
+        return "–"
+    r = rows.loc[rows["test_acc_mean"].idxmax()]
+    return f"{r['policy']} + {r['loss']} {100 * r['test_acc_mean']:.1f} %"
+
+
 def summary_markdown(summary: pd.DataFrame) -> str:
-    """The summary as Markdown tables, one per dataset (accuracies in %)."""
+    """The summary as Markdown tables, one per dataset (accuracies in %), each
+    followed by DM's effect per policy (:func:`dm_effects`) and the best test
+    accuracy of each kind of method."""
+    effects = dm_effects(summary)
     parts = []
     for dataset, table in summary.groupby("dataset", sort=False):
         seeds = int(table["seeds"].max())
@@ -274,6 +313,22 @@ def summary_markdown(summary: pd.DataFrame) -> str:
                 f"{_pm(r.sec_per_epoch_mean, r.sec_per_epoch_std, 1, 2)} | "
                 f"{'–' if pd.isna(r.time_vs_mixup) else f'{r.time_vs_mixup:.2f}x'} |")
         parts.append("")
+        mine = effects[effects["dataset"] == dataset] if len(effects) else effects
+        if len(mine):
+            spread = mine["test_acc_se"].notna().any()
+            parts.append("DM minus mixup CE on the same policy, in points " +
+                         ("(± standard error of the difference over seeds):\n" if spread else
+                          "(one seed: no spread):\n"))
+            parts.append("| policy | test acc | ECE | mixed Top-1 | mixed Top-2 |")
+            parts.append("|---|---|---|---|---|")
+            for r in mine.itertuples():
+                parts.append(f"| {r.policy} | {_diff(r.test_acc, r.test_acc_se)} | {_diff(r.ece, r.ece_se)} | "
+                             f"{_diff(r.mixed_top1, r.mixed_top1_se)} | {_diff(r.mixed_top2, r.mixed_top2_se)} |")
+            parts.append("")
+        kinds = [k for k in ("static", "dynamic", "DM") if (table["kind"] == k).any()]
+        if kinds:
+            parts.append("Best test accuracy by kind: " + "; ".join(f"{k}: {_best(table, k)}" for k in kinds) + ".")
+            parts.append("")
     return "\n".join(parts)
 
 

@@ -550,7 +550,7 @@ def test_summary_markdown_one_table_per_dataset():
     a, b = lines.index("**a** (mean ± std over 2 seeds)"), lines.index("**b** (mean ± std over 3 seeds)")
     assert a == 0 and b > a
     assert lines[a + 1] == "" and lines[a + 2] == header
-    block_a = lines[a + 4:b - 1]
+    block_a = lines[a + 4:a + 8]
     assert block_a == [
         "| mixup + mixup_ce | static | 60.0 ± 14.1 | 20.0 ± 14.1 | 1.500 ± 0.707 | 50.0 ± 14.1 | 90.0 ± 14.1 | "
         "2.00 ± 1.41 | 1.00x |",
@@ -559,10 +559,18 @@ def test_summary_markdown_one_table_per_dataset():
         "| puzzlemix + mixup_ce | dynamic | 80.0 | 5.0 | 0.250 | 75.0 | 95.0 | 6.00 | 3.00x |",
         "| none + ce | static | 40.0 | 15.0 | 2.500 | 30.0 | 60.0 | 0.50 | 0.25x |",
     ]
+    # DM's effect per policy: differences of the means, ± the standard error of the difference
+    assert lines[a + 8:b] == [
+        "", "DM minus mixup CE on the same policy, in points (± standard error of the difference over seeds):", "",
+        "| policy | test acc | ECE | mixed Top-1 | mixed Top-2 |", "|---|---|---|---|---|",
+        "| mixup | +10.0 ± 14.1 | +0.0 ± 10.0 | +10.0 ± 14.1 | +0.0 ± 10.0 |", "",
+        "Best test accuracy by kind: static: mixup + mixup_ce 60.0 %; dynamic: puzzlemix + mixup_ce 80.0 %; "
+        "DM: mixup + dm 70.0 %.", ""]
     row_b = lines[b + 4]
     assert row_b.startswith("| cutmix + mixup_ce | static | 50.0 ± 25.0 | 2.0 ± 1.0 | 4.000 ± 1.000 | "
                             "30.0 ± 10.0 | 40.0 ± 10.0 | 2.00 ± 1.00 | ")
-    assert lines[b + 5:] == [] and md.endswith(" |\n")
+    # no DM row on b: no effect table, only the best of the kinds present
+    assert lines[b + 5:] == ["", "Best test accuracy by kind: static: cutmix + mixup_ce 50.0 %."]
 
 
 def test_summary_markdown_single_seed_and_missing_values():
@@ -574,6 +582,18 @@ def test_summary_markdown_single_seed_and_missing_values():
     assert "±" not in md.replace("mean ± std", "")
     assert "| mixup + mixup_ce | static | 50.0 | 10.0 | 1.000 | 40.0 | 80.0 | 1.00 | 1.00x |" in md
     assert "| none + ce | static | 40.0 | – | 2.500 | 30.0 | 60.0 | 0.50 | 0.50x |" in md
+    # one seed: the DM effect has no standard error
+    assert "| mixup | +10.0 | +10.0 | +10.0 | +10.0 |" in md
+
+
+def test_dm_effects_pairs_dm_with_the_same_policy():
+    s = summarize(hand_results())
+    e = experiments.dm_effects(s)
+    assert list(zip(e.dataset, e.policy)) == [("a", "mixup")]
+    assert e.test_acc[0] == pytest.approx(0.1)
+    assert e.test_acc_se[0] == pytest.approx(math.sqrt(0.02 / 2 + 0.02 / 2))
+    assert e.ece_se[0] == pytest.approx(0.1)
+    assert experiments.dm_effects(s[s.loss != "dm"]).empty
 
 
 def test_summary_markdown_missing_mixup_reference_prints_a_dash():
