@@ -135,7 +135,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     table = time_methods(steps=args.steps, rounds=args.rounds, batch_size=args.batch_size, device=args.device)
     parts.append("\nTraining step per method (smallcnn, 3x32x32, batch %d; median of %d rounds):\n" %
                  (args.batch_size, args.rounds))
-    parts.append(table.to_markdown(index=False, floatfmt=".4g") if _has_tabulate() else table.to_string(index=False))
+    parts.append(markdown_table(table))
     if dev.type == "cuda":
         res = gpu_epoch(batch_size=args.gpu_batch_size, epochs=args.gpu_epochs, device=args.device)
         parts.append(f"\nCIFAR-100 PreAct-ResNet-18 on {res['gpu']}, batch {res['batch_size']}, bf16 + "
@@ -153,12 +153,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def markdown_table(table: pd.DataFrame) -> str:
+    """``table`` as a Markdown table (numbers to 4 significant digits, right
+    aligned), without the optional ``tabulate`` package."""
+    def cell(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |",
+             "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
 
 
 def register_command(sub: Any) -> None:

@@ -225,11 +225,14 @@ SUMMARY_METRICS = ("test_acc", "ece", "nll", "mixed_top1", "mixed_top2", "sec_pe
 
 
 def kind_of(policy: str, loss: str) -> str:
-    """'DM' for the Decoupled Mixup loss, else the policy's kind (static/dynamic)."""
+    """'DM' for the Decoupled Mixup loss, 'baseline' for no mixing, else the
+    policy's kind (static/dynamic)."""
     from mixviz.mixing import available
 
     if loss == "dm":
         return "DM"
+    if policy == "none":
+        return "baseline"
     return available().get(policy, "static")
 
 
@@ -325,7 +328,7 @@ def summary_markdown(summary: pd.DataFrame) -> str:
                 parts.append(f"| {r.policy} | {_diff(r.test_acc, r.test_acc_se)} | {_diff(r.ece, r.ece_se)} | "
                              f"{_diff(r.mixed_top1, r.mixed_top1_se)} | {_diff(r.mixed_top2, r.mixed_top2_se)} |")
             parts.append("")
-        kinds = [k for k in ("static", "dynamic", "DM") if (table["kind"] == k).any()]
+        kinds = [k for k in ("baseline", "static", "dynamic", "DM") if (table["kind"] == k).any()]
         if kinds:
             parts.append("Best test accuracy by kind: " + "; ".join(f"{k}: {_best(table, k)}" for k in kinds) + ".")
             parts.append("")

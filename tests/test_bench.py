@@ -120,13 +120,12 @@ def test_cmd_bench_passes_the_arguments_and_prints_the_table(monkeypatch, capsys
 
     monkeypatch.setattr(bench, "time_methods", fake_time_methods)
     monkeypatch.setattr(bench, "gpu_epoch", no_gpu_epoch)
-    monkeypatch.setattr(bench, "_has_tabulate", lambda: False)
     assert cli.main(["bench", "--steps", "2", "--rounds", "3", "--batch-size", "4", "--device", "cpu"]) == 0
     assert seen == {"steps": 2, "rounds": 3, "batch_size": 4, "device": "cpu"}
     out = capsys.readouterr().out
     assert out == (f"device: cpu (CPU), torch {torch.__version__}, {torch.get_num_threads()} CPU threads\n"
                    "\nTraining step per method (smallcnn, 3x32x32, batch 4; median of 3 rounds):\n\n"
-                   f"{table.to_string(index=False)}\n"
+                   f"{bench.markdown_table(table)}\n"
                    "\nNo GPU here: the CIFAR-100 epoch-time measurement needs one and was not run.\n")
 
 
@@ -135,7 +134,6 @@ def test_cmd_bench_out_writes_the_same_report(monkeypatch, capsys, tmp_path):
     table = pd.DataFrame({"policy": ["mixup"], "loss": ["mixup_ce"], "sec_per_step": [0.5], "vs_mixup": [1.0],
                           "images_per_sec": [8.0]})
     monkeypatch.setattr(bench, "time_methods", lambda **kw: table)
-    monkeypatch.setattr(bench, "_has_tabulate", lambda: False)
     out_file = tmp_path / "methods.md"
     assert cli.main(["bench", "--steps", "1", "--rounds", "1", "--device", "cpu", "--out", str(out_file)]) == 0
     printed = capsys.readouterr().out
@@ -143,7 +141,7 @@ def test_cmd_bench_out_writes_the_same_report(monkeypatch, capsys, tmp_path):
     assert text.startswith("# mixviz bench\n\ndevice: cpu (CPU)")
     report = printed[: printed.index("\nwritten to")]
     assert text == "# mixviz bench\n\n" + report
-    assert f"written to {out_file}" in printed and table.to_string(index=False) in text
+    assert f"written to {out_file}" in printed and bench.markdown_table(table) in text
 
 
 @no_cuda
@@ -154,8 +152,8 @@ def test_cmd_bench_end_to_end_on_cpu(capsys):
     assert "Training step per method (smallcnn, 3x32x32, batch 2; median of 1 rounds):" in out
     assert out.endswith("\nNo GPU here: the CIFAR-100 epoch-time measurement needs one and was not run.\n")
     for policy, loss in bench.DEFAULT_METHODS:
-        assert any(line.split()[:2] == [policy, loss] for line in out.splitlines()), (policy, loss)
-    header = "| policy " if bench._has_tabulate() else "policy "
+        assert any(line.split("|")[1:3] == [f" {policy} ", f" {loss} "] for line in out.splitlines()), (policy, loss)
+    header = "| policy "
     assert any(line.strip().startswith(header.strip()) for line in out.splitlines())
 
 
@@ -163,3 +161,14 @@ def test_cmd_bench_end_to_end_on_cpu(capsys):
 def test_cmd_bench_on_cuda_without_cuda_is_an_error(capsys):
     assert cli.main(["bench", "--device", "cuda"]) == 2
     assert "mixviz bench: error: device is 'cuda' but CUDA is not available here" in capsys.readouterr().err
+
+
+def test_markdown_table_formats_numbers_and_aligns_them():
+    table = pd.DataFrame({"policy": ["mixup", "cutmix"], "loss": ["mixup_ce", "dm"], "sec_per_step": [0.251188, 0.5],
+                          "vs_mixup": [1.0, 1.99062]})
+    assert bench.markdown_table(table).splitlines() == [
+        "| policy | loss | sec_per_step | vs_mixup |",
+        "|---|---|---:|---:|",
+        "| mixup | mixup_ce | 0.2512 | 1 |",
+        "| cutmix | dm | 0.5 | 1.991 |",
+    ]

@@ -501,7 +501,7 @@ def test_summarize_mean_std_seeds_kind_and_time_vs_mixup():
         ("a", "mixup", "mixup_ce"), ("a", "mixup", "dm"), ("a", "puzzlemix", "mixup_ce"), ("b", "cutmix", "mixup_ce"),
         ("a", "none", "ce")]
     assert list(s.seeds) == [2, 2, 1, 3, 1]
-    assert list(s.kind) == ["static", "DM", "dynamic", "static", "static"]
+    assert list(s.kind) == ["static", "DM", "dynamic", "static", "baseline"]
     r = s.set_index(["dataset", "policy", "loss"])
     mm = r.loc[("a", "mixup", "mixup_ce")]
     approx = lambda v: pytest.approx(v, rel=1e-12, abs=1e-15)  # noqa: E731
@@ -533,7 +533,7 @@ def test_kind_of():
     assert experiments.kind_of("mixup", "dm") == "DM"
     assert experiments.kind_of("puzzlemix", "dm") == "DM"
     assert experiments.kind_of("mixup", "mixup_ce") == "static"
-    assert experiments.kind_of("none", "ce") == "static"
+    assert experiments.kind_of("none", "ce") == "baseline"
     assert experiments.kind_of("average", "midpoint") == "static"
     assert experiments.kind_of("cutmix", "mixup_ce") == "static"
     assert experiments.kind_of("saliencymix", "mixup_ce") == "dynamic"
@@ -557,15 +557,15 @@ def test_summary_markdown_one_table_per_dataset():
         "| mixup + dm | DM | 70.0 ± 14.1 | 20.0 ± 0.0 | 1.000 ± 0.707 | 60.0 ± 14.1 | 90.0 ± 0.0 | 4.00 ± 1.41 | "
         "2.00x |",
         "| puzzlemix + mixup_ce | dynamic | 80.0 | 5.0 | 0.250 | 75.0 | 95.0 | 6.00 | 3.00x |",
-        "| none + ce | static | 40.0 | 15.0 | 2.500 | 30.0 | 60.0 | 0.50 | 0.25x |",
+        "| none + ce | baseline | 40.0 | 15.0 | 2.500 | 30.0 | 60.0 | 0.50 | 0.25x |",
     ]
     # DM's effect per policy: differences of the means, ± the standard error of the difference
     assert lines[a + 8:b] == [
         "", "DM minus mixup CE on the same policy, in points (± standard error of the difference over seeds):", "",
         "| policy | test acc | ECE | mixed Top-1 | mixed Top-2 |", "|---|---|---|---|---|",
         "| mixup | +10.0 ± 14.1 | +0.0 ± 10.0 | +10.0 ± 14.1 | +0.0 ± 10.0 |", "",
-        "Best test accuracy by kind: static: mixup + mixup_ce 60.0 %; dynamic: puzzlemix + mixup_ce 80.0 %; "
-        "DM: mixup + dm 70.0 %.", ""]
+        "Best test accuracy by kind: baseline: none + ce 40.0 %; static: mixup + mixup_ce 60.0 %; "
+        "dynamic: puzzlemix + mixup_ce 80.0 %; DM: mixup + dm 70.0 %.", ""]
     row_b = lines[b + 4]
     assert row_b.startswith("| cutmix + mixup_ce | static | 50.0 ± 25.0 | 2.0 ± 1.0 | 4.000 ± 1.000 | "
                             "30.0 ± 10.0 | 40.0 ± 10.0 | 2.00 ± 1.00 | ")
@@ -581,7 +581,7 @@ def test_summary_markdown_single_seed_and_missing_values():
     assert "**a** (mean ± std over 1 seed)\n" in md
     assert "±" not in md.replace("mean ± std", "")
     assert "| mixup + mixup_ce | static | 50.0 | 10.0 | 1.000 | 40.0 | 80.0 | 1.00 | 1.00x |" in md
-    assert "| none + ce | static | 40.0 | – | 2.500 | 30.0 | 60.0 | 0.50 | 0.50x |" in md
+    assert "| none + ce | baseline | 40.0 | – | 2.500 | 30.0 | 60.0 | 0.50 | 0.50x |" in md
     # one seed: the DM effect has no standard error
     assert "| mixup | +10.0 | +10.0 | +10.0 | +10.0 |" in md
 
