@@ -21,7 +21,7 @@ demo: setup
 
 # The whole suite, notebooks included.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=8
 
 # Everything but the slow end-to-end tests.
 test-fast: setup
