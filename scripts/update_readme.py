@@ -34,13 +34,25 @@ def _results(folder: Path) -> str | None:
     return "\n\n".join([summary, *images])
 
 
+def _demote(text: str) -> str:
+    """A benchmark file under its README sub-heading: its own title line
+    (``# ...``) is dropped and its ``## `` sections become ``#### ``, so the
+    README's heading levels stay in order."""
+    lines = text.splitlines()
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+        while lines and not lines[0].strip():
+            lines = lines[1:]
+    return "\n".join("####" + line[2:] if line.startswith("## ") else line for line in lines)
+
+
 def sources() -> dict[str, str | None]:
     bench = []
     for name, title in (("mixing.md", "Mixing policies"), ("losses.md", "Losses"), ("loop.md", "Training loop"),
                         ("methods.md", "Training step per method")):
         text = _read(ROOT / "benchmarks" / "results" / name)
         if text:
-            bench.append(f"#### {title}\n\n{text}")
+            bench.append(f"### {title}\n\n{_demote(text)}")
     return {
         "results": _results(ROOT / "results" / "full"),
         "bench": "\n\n".join(bench) or None,

@@ -147,7 +147,7 @@ def test_sources_read_summary_plots_and_benchmarks(tmp_path, monkeypatch):
         "results": "**clutter** table\n\n"
                    "![test accuracy against seconds per epoch, clutter](results/full/accuracy_vs_time_clutter.png)\n\n"
                    "![test accuracy against seconds per epoch, digits](results/full/accuracy_vs_time_digits.png)",
-        "bench": "#### Mixing policies\n\nA\n\n#### Training step per method\n\nD",
+        "bench": "### Mixing policies\n\nA\n\n### Training step per method\n\nD",
     }
     # plots without a summary: the section is not generated
     (tmp_path / "results" / "full" / "summary.md").unlink()
@@ -161,7 +161,7 @@ def test_main_writes_the_readme_once(tmp_path, monkeypatch, capsys):
     assert ur.main() == 0
     assert capsys.readouterr().out == "README.md updated\n"
     text = (tmp_path / "README.md").read_text()
-    assert text == ur.update(README, {"results": "S", "bench": "#### Training loop\n\nL"})
+    assert text == ur.update(README, {"results": "S", "bench": "### Training loop\n\nL"})
     assert ur.main() == 0
     assert capsys.readouterr().out == "README.md already up to date\n"
     assert (tmp_path / "README.md").read_text() == text
@@ -178,5 +178,11 @@ def test_script_runs_from_its_own_tree(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "README.md updated\n"
     text = (tmp_path / "README.md").read_text()
-    assert section(text, "bench") == "#### Mixing policies\n\nM"
+    assert section(text, "bench") == "### Mixing policies\n\nM"
     assert section(text, "results") == "Not generated yet: the full preset has not been run."
+
+
+def test_benchmark_headings_are_demoted_under_their_readme_heading(tmp_path, monkeypatch):
+    monkeypatch.setattr(ur, "ROOT", tmp_path)
+    make_tree(tmp_path, summary=None, bench={"losses.md": "# Losses: cost\n\nintro\n\n## The loss alone\n\n| t |\n"})
+    assert ur.sources()["bench"] == "### Losses\n\nintro\n\n#### The loss alone\n\n| t |"
