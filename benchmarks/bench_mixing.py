@@ -46,14 +46,6 @@ def small_cnn() -> nn.Module:
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, CLASSES))
 
 
-
-
-
-
-
-
-
-
 def policy_table(x: torch.Tensor, y: torch.Tensor, model: nn.Module, rounds: int) -> tuple[list[str], dict]:
     gen = torch.Generator().manual_seed(0)
     cands = {name: (lambda name=name: mixing.mix(name, x, y, generator=gen, model=model))

@@ -131,3 +131,17 @@ def check_labels(name: str, labels: torch.Tensor, num_classes: int | None = None
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi >= num_classes:
             raise ValueError(f"{name} must lie in [0, {num_classes}), got values in [{lo}, {hi}]")
+
+
+def check_frame(name: str, value: Any, columns: Iterable[str]) -> Any:
+    """A pandas DataFrame with at least ``columns``; TypeError / ValueError
+    naming ``name`` otherwise."""
+    import pandas as pd
+
+    if not isinstance(value, pd.DataFrame):
+        raise TypeError(f"{name} must be a pandas DataFrame, got {type(value).__name__}")
+    missing = [c for c in columns if c not in value.columns]
+    if missing:
+        raise ValueError(f"{name} must have the column(s) {', '.join(missing)}; "
+                         f"has {', '.join(map(str, value.columns))}")
+    return value

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from mixviz._validation import check_frame
 from mixviz.train import TrainConfig, _DeviceBatches, _build_optimizer, _build_scheduler, make_step, resolve_device
 
 __all__ = ["time_methods", "gpu_epoch", "DEFAULT_METHODS"]
@@ -156,6 +157,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def markdown_table(table: pd.DataFrame) -> str:
     """``table`` as a Markdown table (numbers to 4 significant digits, right
     aligned), without the optional ``tabulate`` package."""
+    check_frame("table", table, [])
+
     def cell(v: Any) -> str:
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 

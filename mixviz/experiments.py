@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from mixviz._validation import check_choice
+from mixviz._validation import check_choice, check_frame
 from mixviz.ioutil import atomic_write_text
 from mixviz.train import TrainConfig
 
@@ -114,6 +114,8 @@ def method_config(base: dict[str, Any], dataset: str, policy: str, loss: str, se
 def grid(p: Preset, *, seeds: tuple[int, ...] | None = None, policies: tuple[str, ...] | None = None,
          datasets: tuple[str, ...] | None = None, **overrides: Any) -> list[TrainConfig]:
     """Every config of preset ``p`` (optionally fewer seeds/policies/datasets)."""
+    from mixviz.losses import dm_defaults
+
     for pol in policies or ():
         check_choice("policies", pol, p.policies)
     for ds in datasets or ():
@@ -127,8 +129,6 @@ def grid(p: Preset, *, seeds: tuple[int, ...] | None = None, policies: tuple[str
                 for loss in methods(policy):
                     alpha = p.alpha.get(policy)
                     if loss == "dm" and p.dm_alpha:
-                        from mixviz.losses import dm_defaults
-
                         alpha = dm_defaults(policy, p.dm_kind)["alpha"]
                     out.append(method_config(base, dataset, policy, loss, seed, alpha, p.dm_kind, **overrides))
     return out
@@ -205,13 +205,14 @@ def write_plots(results: pd.DataFrame, out: str | os.PathLike) -> list[Path]:
     import matplotlib.pyplot as plt
 
     from mixviz import viz
-    from mixviz.figures import save_png
+    from mixviz.figures import DPI, PNG_COLORS
 
+    check_frame("results", results, ["dataset", "policy", "loss", "sec_per_epoch", "test_acc"])
     paths = []
     for dataset, table in results.groupby("dataset", sort=False):
         fig = viz.method_comparison(table.reset_index(drop=True))
         try:
-            paths.append(save_png(fig, Path(out) / f"accuracy_vs_time_{dataset}.png"))
+            paths.append(viz.save(fig, Path(out) / f"accuracy_vs_time_{dataset}.png", dpi=DPI, colors=PNG_COLORS))
         finally:
             plt.close(fig)
     return paths
@@ -239,6 +240,7 @@ def kind_of(policy: str, loss: str) -> str:
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation over seeds per (dataset, policy, loss),
     and seconds per epoch relative to mixup + mixup CE on the same data."""
+    check_frame("results", results, ["dataset", "policy", "loss", *SUMMARY_METRICS])
     if results.empty:
         raise ValueError("results is empty: nothing to summarise")
     g = results.groupby(["dataset", "policy", "loss"], sort=False)
@@ -270,6 +272,8 @@ def dm_effects(summary: pd.DataFrame) -> pd.DataFrame:
     Columns: ``dataset``, ``policy``, then ``<metric>`` and ``<metric>_se`` for
     test_acc, ece, mixed_top1, mixed_top2 (fractions, like the summary).
     """
+    check_frame("summary", summary, ["dataset", "policy", "loss", "seeds"] +
+                [f"{m}_{s}" for m in ("test_acc", "ece", "mixed_top1", "mixed_top2") for s in ("mean", "std")])
     rows = []
     for (dataset, policy), g in summary.groupby(["dataset", "policy"], sort=False):
         by_loss = g.set_index("loss")

@@ -76,7 +76,6 @@ __all__ = [
     "summary",
     "summary_markdown",
     "make_figures",
-    "save_png",
     "register_command",
 ]
 
@@ -813,50 +812,17 @@ def summary_markdown(s: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- all figures
 
 
-#: Resolution of the written PNGs (dots per inch) and the size of their palette.
+#: Resolution of the written PNGs (dots per inch) and the size of their palette (see :func:`mixviz.viz.save`).
 DPI = 110
 PNG_COLORS = 256
-
-
-def save_png(fig: Any, path: str | os.PathLike, dpi: int = DPI, colors: int | None = PNG_COLORS) -> Path:
-    """Write ``fig`` as a PNG atomically, with a palette of ``colors`` colours.
-
-    The figure is rendered like :func:`mixviz.viz.save` (``bbox_inches="tight"``),
-    then reduced to an adaptive palette (Pillow's fast octree, refined by k-means; no dithering),
-    which keeps plots visually the same at about a third of the size (the
-    committed figures stay small).  ``colors=None`` keeps full colour.
-    """
-    import io
-
-    from matplotlib.figure import Figure
-    from PIL import Image
-
-    from mixviz.ioutil import atomic_write_bytes
-
-    if not isinstance(fig, Figure):
-        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
-    check_positive("dpi", dpi, integer=True)
-    if colors is not None:
-        check_positive("colors", colors, integer=True)
-        if colors > 256:
-            raise ValueError(f"colors must be <= 256 (a PNG palette) or None, got {colors}")
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"path must end in .png, got {str(path)!r}")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    if colors is not None:
-        image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-        image = image.quantize(colors=colors, method=Image.Quantize.FASTOCTREE, kmeans=3)
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", optimize=True)
-    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def _save(fig: Any, path: Path, written: dict[str, Path]) -> None:
     import matplotlib.pyplot as plt
 
-    written[path.stem] = save_png(fig, path)
+    from mixviz.viz import save
+
+    written[path.stem] = save(fig, path, dpi=DPI, colors=PNG_COLORS)
     plt.close(fig)
 
 

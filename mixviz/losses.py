@@ -283,11 +283,10 @@ def _dm(z: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor
 class _DecoupledMixupRows(torch.autograd.Function):
     """Per-row DM loss whose gradient is computed in the forward pass: one
     softmax over the classes outside the pair is the only ``[B, C]`` pass that
-    needs ``exp``, and the gradient reuses the forward's intermediates (plain
-    autograd over the same formulas costs about 1.4x as much on a CPU; a
-    separate hand-written backward about 1.07x, from the extra saved tensors
-    and calls).  The backward only scales the stored gradient by the incoming
-    one, so the loss is once differentiable.
+    needs ``exp``, and the gradient reuses the forward's intermediates instead
+    of saving them for a second pass (plain autograd over the same formulas
+    costs about 1.4x as much on a CPU).  The backward only scales the stored
+    gradient by the incoming one, so the loss is once differentiable.
 
     Forward, with ``rest = logsumexp_{c not in {a,b}} z_c`` and ``gap_i = rest - z_i``:
     ``dec_i = softplus(gap_i)``; ``log p_a, log p_b, log p_rest`` (``p_rest`` the

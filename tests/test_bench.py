@@ -172,3 +172,8 @@ def test_markdown_table_formats_numbers_and_aligns_them():
         "| mixup | mixup_ce | 0.2512 | 1 |",
         "| cutmix | dm | 0.5 | 1.991 |",
     ]
+
+
+def test_markdown_table_rejects_what_is_not_a_table():
+    with pytest.raises(TypeError, match="table must be a pandas DataFrame"):
+        bench.markdown_table([[1, 2]])

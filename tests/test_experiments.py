@@ -667,3 +667,25 @@ def test_cli_compare_with_an_empty_grid_says_so(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "nothing was run or written" in out and "results in" not in out
     assert not (tmp_path / "out").exists()
+
+
+def test_summary_functions_reject_bad_tables(tmp_path):
+    with pytest.raises(TypeError, match="results must be a pandas DataFrame"):
+        summarize([{"dataset": "a"}])
+    with pytest.raises(ValueError, match="results must have the column"):
+        summarize(hand_results().drop(columns="ece"))
+    with pytest.raises(ValueError, match="summary must have the column"):
+        experiments.dm_effects(summarize(hand_results()).drop(columns="seeds"))
+    with pytest.raises(ValueError, match="results must have the column"):
+        experiments.write_plots(hand_results().drop(columns="sec_per_epoch"), tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_write_plots_draws_one_png_per_data_set(tmp_path):
+    from PIL import Image
+
+    paths = experiments.write_plots(hand_results(), tmp_path)
+    assert [p.name for p in paths] == ["accuracy_vs_time_a.png", "accuracy_vs_time_b.png"]
+    for p in paths:
+        with Image.open(p) as img:
+            assert img.format == "PNG" and img.mode == "P"

@@ -354,26 +354,3 @@ def test_clutter_config_picks_method_and_seed():
     assert figures.clutter_config("full", "cutmix+dm", seed=2).seed == 2
     with pytest.raises(ValueError, match="method"):
         figures.clutter_config("quick", "cutmix+nope")
-
-
-def test_save_png_palette_and_errors(tmp_path):
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    fig, ax = plt.subplots(figsize=(3, 2))
-    ax.imshow(np.linspace(0, 1, 400).reshape(20, 20), cmap="viridis")
-    path = figures.save_png(fig, tmp_path / "sub" / "a.png", dpi=50)
-    with Image.open(path) as img:
-        assert img.mode == "P" and len(img.getcolors(256)) <= 256
-        w, h = img.size
-    full = figures.save_png(fig, tmp_path / "b.png", dpi=50, colors=None)
-    with Image.open(full) as img:
-        assert img.mode in ("RGB", "RGBA") and img.size == (w, h)   # same picture, fewer colours
-    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.png", "b.png", "sub"]  # no temp files left
-    with pytest.raises(ValueError, match="path"):
-        figures.save_png(fig, tmp_path / "c.pdf")
-    with pytest.raises(ValueError, match="colors"):
-        figures.save_png(fig, tmp_path / "c.png", colors=1000)
-    with pytest.raises(TypeError, match="fig"):
-        figures.save_png("not a figure", tmp_path / "c.png")
-    plt.close(fig)

@@ -578,3 +578,23 @@ def test_midpoint_loss_has_its_own_mark():
     markers = [c.lines[0].get_marker() for c in ax.containers]
     assert markers == [style.KIND_MARKERS["static"], style.KIND_MARKERS["midpoint loss"]]
     assert len(set(style.KIND_MARKERS.values())) == len(style.KIND_MARKERS)
+
+
+def test_save_with_a_palette(tmp_path):
+    from PIL import Image
+
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.imshow(np.linspace(0, 1, 400).reshape(20, 20), cmap="viridis")
+    path = viz.save(fig, tmp_path / "sub" / "a.png", dpi=50, colors=256)
+    with Image.open(path) as img:
+        assert img.mode == "P" and len(img.getcolors(256)) <= 256
+        w, h = img.size
+    full = viz.save(fig, tmp_path / "b.png", dpi=50)
+    with Image.open(full) as img:
+        assert img.mode in ("RGB", "RGBA") and img.size == (w, h)   # same picture, fewer colours
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.png", "b.png", "sub"]  # no temp files left
+    with pytest.raises(ValueError, match="colors"):
+        viz.save(fig, tmp_path / "c.pdf", colors=16)
+    with pytest.raises(ValueError, match="colors"):
+        viz.save(fig, tmp_path / "c.png", colors=1000)
+    plt.close(fig)

@@ -17,7 +17,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from mixviz._validation import check_positive
+from mixviz._validation import check_frame, check_positive  # noqa: F401  (check_frame: re-exported)
 from mixviz.ioutil import atomic_write_bytes
 
 __all__ = ["save"]
@@ -41,17 +41,6 @@ def check_same_keys(name: str, value: Mapping[str, Any], reference_name: str,
     missing = [k for k in reference if k not in value]
     if missing:
         raise ValueError(f"{name} must have an entry for every key of {reference_name}; missing {missing}")
-
-
-def check_frame(name: str, value: Any, columns: Iterable[str]) -> pd.DataFrame:
-    """A pandas DataFrame with at least ``columns``."""
-    if not isinstance(value, pd.DataFrame):
-        raise TypeError(f"{name} must be a pandas DataFrame, got {type(value).__name__}")
-    missing = [c for c in columns if c not in value.columns]
-    if missing:
-        raise ValueError(f"{name} must have the column(s) {', '.join(missing)}; "
-                         f"has {', '.join(map(str, value.columns))}")
-    return value
 
 
 def check_int(name: str, value: Any, low: int = 1) -> int:
@@ -175,11 +164,15 @@ def percent(name: str, values: np.ndarray, metric: str) -> np.ndarray:
     return values
 
 
-def save(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
+def save(fig: Figure, path: str | os.PathLike, dpi: int = 120, colors: int | None = None) -> Path:
     """Write ``fig`` to ``path`` atomically (a temporary file, then a rename).
 
     The format follows the suffix (``.png``, ``.pdf``, ``.svg``, ...); the
     parent folder is created.  Returns the path.  The figure stays open.
+    ``colors`` (PNG only, at most 256) reduces the image to an adaptive
+    palette of that many colours (Pillow's fast octree refined by k-means, no
+    dithering): plots look the same at about a third of the size, which keeps
+    committed figures small.
     """
     if not isinstance(fig, Figure):
         raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
@@ -191,8 +184,21 @@ def save(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     supported = fig.canvas.get_supported_filetypes()
     if fmt not in supported:
         raise ValueError(f"path must end in one of {', '.join('.' + s for s in sorted(supported))}; got {str(path)!r}")
+    if colors is not None:
+        check_positive("colors", colors, integer=True)
+        if colors > 256:
+            raise ValueError(f"colors must be <= 256 (a PNG palette) or None, got {colors}")
+        if fmt != "png":
+            raise ValueError(f"colors (a palette) needs a .png path, got {str(path)!r}")
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt, dpi=dpi, bbox_inches="tight")
+    if colors is not None:
+        from PIL import Image
+
+        image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+        image = image.quantize(colors=colors, method=Image.Quantize.FASTOCTREE, kmeans=3)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", optimize=True)
     return atomic_write_bytes(path, buffer.getvalue())
 
 
