@@ -371,6 +371,8 @@ def make_step(config: TrainConfig, model: nn.Module, train_model: nn.Module, cri
                                model=model if dynamic else None, **policy_options)
             logits = train_model(mixed.inputs)
         loss = criterion(logits.float(), mixed)
+        if mixed.aux_loss is not None:  # the policy's own learning signal (see MixedBatch.aux_loss)
+            loss = loss + mixed.aux_loss.float()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -370,3 +370,11 @@ def test_gradient_flows_to_the_inputs(policy):
     out.inputs.sum().backward()
     # every output pixel is a convex combination with weights summing to 1 over the batch pixels
     torch.testing.assert_close(x.grad.sum(), torch.tensor(float(x.numel())))
+
+
+def test_aux_loss_must_be_a_scalar_tensor():
+    x, y = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+    batch = MixedBatch.unmixed(x, y)
+    assert batch.aux_loss is None
+    with pytest.raises(ValueError, match="aux_loss"):
+        MixedBatch(inputs=x, y_a=y, y_b=y, index=torch.arange(4), lam=torch.ones(4), aux_loss=torch.ones(2))

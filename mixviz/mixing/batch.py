@@ -28,6 +28,10 @@ class MixedBatch:
         mask: None, or [B, 1, H, W] in [0, 1]: the share of each pixel that
             comes from sample a.  For mask policies ``lam == mask.mean((1,2,3))``.
         policy: the name of the policy that made the batch.
+        aux_loss: None, or a scalar tensor that the policy adds to the training
+            loss: a learning signal of the policy itself (AutoMix's mixer
+            loss, PuzzleMix's clean-image loss).  The training step computes
+            ``criterion(logits, batch) + aux_loss``; evaluation ignores it.
     """
 
     inputs: torch.Tensor
@@ -37,6 +41,7 @@ class MixedBatch:
     lam: torch.Tensor
     mask: torch.Tensor | None = None
     policy: str = "none"
+    aux_loss: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         b = self.inputs.shape[0]
@@ -51,6 +56,8 @@ class MixedBatch:
         if self.mask is not None:
             if self.mask.dim() != 4 or self.mask.shape[0] != b or self.mask.shape[1] != 1:
                 raise ValueError(f"MixedBatch.mask must have shape [{b}, 1, H, W], got {tuple(self.mask.shape)}")
+        if self.aux_loss is not None and (not isinstance(self.aux_loss, torch.Tensor) or self.aux_loss.dim() != 0):
+            raise ValueError("MixedBatch.aux_loss must be None or a scalar (0-dim) tensor")
 
     @classmethod
     def unmixed(cls, x: torch.Tensor, y: torch.Tensor) -> "MixedBatch":
