@@ -461,3 +461,65 @@ def test_dm_gradient_scales_with_the_upstream_gradient(reduction):
     want = {"mean": want.mean(), "sum": want.sum(), "none": want}[reduction]
     want.backward(upstream)
     torch.testing.assert_close(z1.grad, z2.grad, rtol=1e-10, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- compiled path
+
+
+def test_dm_compile_option_is_checked_and_kept():
+    with pytest.raises(TypeError, match="compile"):
+        DecoupledMixupLoss(compile="yes")
+    with pytest.raises(TypeError, match="compile"):
+        decoupled_mixup_loss(*make_batch(), compile=1)
+    assert "compile=True" in repr(DecoupledMixupLoss(compile=True))
+    assert mixviz.losses.build("dm", 7, compile=True).compile is True
+
+
+def test_dm_compile_failure_falls_back_to_eager(monkeypatch):
+    """A compile that fails (no C compiler, unsupported platform) warns and
+    gives the eager loss and gradient, and is not tried again."""
+    from mixviz.losses import dm
+
+    calls = []
+
+    def broken_compile(fn, **kwargs):
+        def run(*args):
+            calls.append(1)
+            raise RuntimeError("no compiler here")
+        return run
+
+    monkeypatch.setattr(dm, "_COMPILED", {})
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    z, y_a, y_b, lam = make_batch(dtype=torch.float64)
+    z1, z2 = z.clone().requires_grad_(), z.clone().requires_grad_()
+    with pytest.warns(RuntimeWarning, match="compiled DM loss failed.*no compiler here"):
+        got = decoupled_mixup_loss(z1, y_a, y_b, lam, eta=0.3, mode="less", lam_power=0.5, compile=True)
+    want = decoupled_mixup_loss(z2, y_a, y_b, lam, eta=0.3, mode="less", lam_power=0.5)
+    assert torch.equal(got, want)
+    got.backward()
+    want.backward()
+    assert torch.equal(z1.grad, z2.grad)
+    decoupled_mixup_loss(z, y_a, y_b, lam, compile=True)  # no second attempt, no second warning
+    assert calls == [1]
+
+
+@pytest.mark.slow
+def test_dm_compiled_matches_eager_and_reference():
+    """The fused (torch.compile) loss: same values and gradients as the eager
+    one, including logits of +-1e4 and same-class rows (compiles for about half
+    a minute on a small CPU with a cold cache)."""
+    z, y_a, y_b, lam = make_batch(batch=16, num_classes=9, seed=4)
+    z[0, y_a[0]], z[1, :] = 1e4, -1e4
+    z[5, y_b[5]] = -1e4
+    criterion = DecoupledMixupLoss(eta=0.3, mode="less", lam_power=0.5, reduction="none", compile=True)
+    z1, z2 = z.clone().requires_grad_(), z.clone().requires_grad_()
+    got = criterion(z1, MixedBatch(inputs=z, y_a=y_a, y_b=y_b, index=torch.arange(16), lam=lam))
+    want = decoupled_mixup_loss(z2, y_a, y_b, lam, eta=0.3, mode="less", lam_power=0.5, reduction="none")
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-4)
+    torch.testing.assert_close(got.double(), ref_dm(z.double(), y_a, y_b, lam.double(), 0.3, "less", 0.5, 0.5),
+                               rtol=1e-6, atol=1e-2)
+    upstream = torch.linspace(-1.0, 2.0, 16)
+    got.backward(upstream)
+    want.backward(upstream)
+    torch.testing.assert_close(z1.grad, z2.grad, rtol=1e-5, atol=1e-6)

@@ -86,7 +86,7 @@ LOSSES = ("ce", "mixup_ce", "dm", "midpoint")
 _OPTIONS: dict[str, tuple[str, ...]] = {
     "ce": ("reduction",),
     "mixup_ce": ("reduction",),
-    "dm": ("eta", "mode", "thr", "lam_power", "reduction"),
+    "dm": ("eta", "mode", "thr", "lam_power", "reduction", "compile"),
     "midpoint": ("beta", "source", "init", "reduction"),
 }
 
@@ -98,14 +98,14 @@ def build(name: str, num_classes: int, **options: Any) -> nn.Module:
     criteria with state (``"midpoint"``) have ``epoch_end()`` and keep that
     state in buffers, so ``state_dict()`` restores them exactly.
 
-    ============  ===================================  ===========================================
+    ============  ===================================  ================================================
     name          criterion                            options
-    ============  ===================================  ===========================================
+    ============  ===================================  ================================================
     "ce"          :class:`PlainCrossEntropyLoss`       reduction (uses ``y_a`` only)
     "mixup_ce"    :class:`MixupCrossEntropyLoss`       reduction
-    "dm"          :class:`DecoupledMixupLoss`          eta, mode, thr, lam_power, reduction
+    "dm"          :class:`DecoupledMixupLoss`          eta, mode, thr, lam_power, reduction, compile
     "midpoint"    :class:`MidpointLoss`                beta, source ("online"/"self"), init, reduction
-    ============  ===================================  ===========================================
+    ============  ===================================  ================================================
 
     Raises ``ValueError`` naming the loss and the option on an unknown name,
     an unknown option or a bad value.

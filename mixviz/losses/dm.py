@@ -33,7 +33,7 @@ SINGLE_CLASS_TOL = 1e-6
 _NEG = -1e30
 
 
-def _check_dm_options(eta: float, mode: str, thr: float, lam_power: float) -> None:
+def _check_dm_options(eta: float, mode: str, thr: float, lam_power: float, compile: bool = False) -> None:
     check_positive("eta", eta, allow_zero=True)
     check_choice("mode", mode, DM_MODES)
     if isinstance(thr, bool) or not isinstance(thr, numbers.Real):
@@ -41,20 +41,25 @@ def _check_dm_options(eta: float, mode: str, thr: float, lam_power: float) -> No
     if not 0.0 < thr < 1.0:
         raise ValueError(f"thr must lie in the open interval (0, 1), got {thr!r}")
     check_positive("lam_power", lam_power, allow_zero=True)
+    if not isinstance(compile, bool):
+        raise TypeError(f"compile must be True or False, got {compile!r}")
 
 
-def _dm_weights(shares: torch.Tensor, keep: torch.Tensor, eta: float, mode: str, thr: float,
+def _dm_weights(shares: torch.Tensor, same: torch.Tensor, eta: float, mode: str, thr: float,
                 lam_power: float) -> torch.Tensor:
     """``[B, 2]`` weights ``eta * share**p`` of the decoupled terms of classes
-    (a, b), zeroed by the mode's threshold and where ``keep`` (``[B, 1]``,
-    ``a != b``) is false.  ``0**0 = 1``, so ``p = 0`` gives a constant ``eta``."""
-    if mode == "less":
-        keep = keep & (shares < thr)
-    elif mode == "more":
-        keep = keep & (shares >= thr)
-    if lam_power == 0:
-        return keep.to(shares.dtype).mul_(eta)
-    return shares.pow(lam_power).mul_(keep).mul_(eta)
+    (a, b), zeroed by the mode's threshold and where ``same`` (``[B, 1]``,
+    ``a == b``) is true.  ``0**0 = 1``, so ``p = 0`` gives a constant ``eta``.
+    Written with ``where`` and float products (a broadcast boolean ``&`` is a
+    slow path on CPUs)."""
+    keep = torch.full_like(shares[:, :1], eta).masked_fill_(same, 0.0)  # [B, 1]: eta, or 0 when a == b
+    base = None if lam_power == 0 else shares if lam_power == 1 else shares.pow(lam_power)
+    if mode == "both":
+        return keep.expand_as(shares) if base is None else base * keep
+    cond = shares < thr if mode == "less" else shares >= thr
+    if base is None:
+        return torch.where(cond, keep, 0.0)
+    return torch.where(cond, base, 0.0).mul_(keep)
 
 
 def _rest_logsumexp(z: torch.Tensor, pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,7 +83,7 @@ def _softplus(x: torch.Tensor) -> torch.Tensor:
 
 def decoupled_mixup_loss(logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor | float, *,
                          eta: float = 0.1, mode: str = "both", thr: float = 0.5, lam_power: float = 0.0,
-                         reduction: str = "mean") -> torch.Tensor:
+                         reduction: str = "mean", compile: bool = False) -> torch.Tensor:
     """Decoupled Mixup loss ``MCE + w_a * dec_a + w_b * dec_b``.
 
     ``dec_i = -log(exp(z_i) / (exp(z_i) + sum_{c not in {a, b}} exp(z_c)))`` is
@@ -104,32 +109,93 @@ def decoupled_mixup_loss(logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Ten
         thr: share threshold in (0, 1) for ``"less"``/``"more"``.
         lam_power: ``p >= 0``.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (``[B]``).
+        compile: run the loss and its gradient through ``torch.compile`` (one
+            fused kernel instead of about 40 small PyTorch calls; the same
+            formulas, so the same values to float rounding).  The first call of
+            each batch shape compiles (half a minute on a small CPU, seconds
+            once the compile cache is warm); a failed compile warns once and
+            falls back to the eager loss.  Off by default.
     """
     _check_reduction(reduction)
-    _check_dm_options(eta, mode, thr, lam_power)
-    return _dm_on_pairs(_check_logits(logits), y_a, y_b, lam, eta, mode, thr, lam_power, reduction)
+    _check_dm_options(eta, mode, thr, lam_power, compile)
+    return _dm_on_pairs(_check_logits(logits), y_a, y_b, lam, eta, mode, thr, lam_power, reduction, compile)
 
 
 def _dm_on_pairs(z: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor | float, eta: float,
-                 mode: str, thr: float, lam_power: float, reduction: str) -> torch.Tensor:
+                 mode: str, thr: float, lam_power: float, reduction: str, compile: bool = False) -> torch.Tensor:
     """:func:`decoupled_mixup_loss` on checked logits and options."""
     batch, num_classes = z.shape
     _check_pair(y_a, y_b, num_classes, batch)
     lam = _as_lam(lam, batch, z)
-    return _dm(z, y_a, y_b, lam, eta, mode, thr, lam_power, reduction)
+    return _dm(z, y_a, y_b, lam, eta, mode, thr, lam_power, reduction, compile=compile)
 
 
 def _dm(z: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor, eta: float, mode: str,
-        thr: float, lam_power: float, reduction: str, with_mce: bool = True) -> torch.Tensor:
+        thr: float, lam_power: float, reduction: str, with_mce: bool = True, compile: bool = False) -> torch.Tensor:
     """The reduced DM loss on checked inputs (``lam`` is a constant); only the
     decoupled part ``w_a dec_a + w_b dec_b`` when ``with_mce`` is false."""
+    scale = 1.0 / max(len(z), 1) if reduction == "mean" else 1.0 if reduction == "sum" else None
+    return _DecoupledMixupRows.apply(z, y_a, y_b, lam, (eta, mode, thr, lam_power, with_mce), scale, compile)
+
+
+def _dm_rows(z: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor, eta: float, mode: str,
+             thr: float, lam_power: float, with_mce: bool, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-row DM loss ``[B]`` and, when ``need_grad``, its gradient ``[B, C]``
+    (of the rows' sum).  The formulas are in :class:`_DecoupledMixupRows`."""
     same = y_a == y_b
     lam = lam.masked_fill(same, 1.0)  # a == b: all of the target on a
     shares = torch.stack((lam, 1.0 - lam), 1)
     same = same.unsqueeze(1)
-    weights = _dm_weights(shares, ~same, eta, mode, thr, lam_power)
-    scale = {"mean": 1.0 / max(len(z), 1), "sum": 1.0, "none": None}[reduction]
-    return _DecoupledMixupRows.apply(z, torch.stack((y_a, y_b), 1), same, shares, weights, with_mce, scale)
+    weights = _dm_weights(shares, same, eta, mode, thr, lam_power)
+    pair = torch.stack((y_a, y_b), 1)
+    z_pair = z.gather(1, pair)
+    z_pair[:, 1:].masked_fill_(same, _NEG)  # class b not counted twice when a == b (then w_b = 0)
+    rest, prob_rest = _rest_logsumexp(z, pair)
+    gap = rest - z_pair
+    rows = weights * _softplus(gap)
+    grad = None
+    if need_grad:
+        pulled = torch.sigmoid(gap).mul_(weights)
+        coef = pulled.sum(1, keepdim=True)
+    if with_mce:
+        log_prob = torch.log_softmax(torch.cat((z_pair, rest), 1), dim=1)
+        rows.addcmul_(shares, log_prob[:, :2], value=-1.0)
+        if need_grad:
+            prob = log_prob.exp_()
+            coef += prob[:, 2:]
+            grad_pair = (prob[:, :2] - shares).sub_(pulled)
+    elif need_grad:
+        grad_pair = pulled.neg_()
+    if need_grad:
+        grad = prob_rest.mul_(coef).scatter_add_(1, pair, grad_pair)
+    return rows.sum(1), grad
+
+
+_COMPILED: dict[str, Any] = {}
+
+
+def _compiled_rows() -> Any:
+    """:func:`_dm_rows` through ``torch.compile`` (made once per process; the
+    first call of each input shape and option set compiles, which takes seconds
+    to a minute), or None when compiling failed before: then the eager
+    function is used."""
+    if "rows" not in _COMPILED:
+        _COMPILED["rows"] = torch.compile(_dm_rows, fullgraph=True, dynamic=False)
+    return _COMPILED["rows"]
+
+
+def _run_rows(compile: bool, *args: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    fn = _compiled_rows() if compile else None
+    if fn is not None:
+        try:
+            return fn(*args)
+        except Exception as err:  # noqa: BLE001 -- no compiler, unsupported platform, ...: fall back
+            import warnings
+
+            warnings.warn(f"the compiled DM loss failed ({type(err).__name__}: {err}); using the eager one",
+                          RuntimeWarning, stacklevel=3)
+            _COMPILED["rows"] = None
+    return _dm_rows(*args)
 
 
 class _DecoupledMixupRows(torch.autograd.Function):
@@ -152,48 +218,32 @@ class _DecoupledMixupRows(torch.autograd.Function):
     ``d/dz_c = q_c * (p_rest + k)`` for ``c`` outside the pair and
     ``d/dz_i = p_i - s_i - w_i sigmoid(gap_i)`` for ``i`` in the pair
     (scatter-added).  Without the mixup-CE part the ``p`` and ``s`` terms drop out.
-    The reduction is folded in: ``scale`` is ``1/B`` (mean), 1 (sum) or None (per row).
-    It is only computed when ``z`` requires a gradient.
+    ``scale`` is ``1/B`` (mean), 1 (sum) or None (per row); the backward folds
+    it into the incoming gradient.  The gradient is only computed when ``z``
+    requires one.  ``compile`` runs the core through ``torch.compile``.
     """
 
     @staticmethod
-    def forward(ctx: Any, z: torch.Tensor, pair: torch.Tensor, same: torch.Tensor, shares: torch.Tensor,
-                weights: torch.Tensor, with_mce: bool, scale: float | None) -> torch.Tensor:
-        need = ctx.needs_input_grad[0]
-        z_pair = z.gather(1, pair)
-        rest, prob_rest = _rest_logsumexp(z, pair)
-        gap = rest - z_pair
-        rows = weights * _softplus(gap)
-        if need:
-            pulled = torch.sigmoid(gap).mul_(weights)
-            coef = pulled.sum(1, keepdim=True)
-        if with_mce:
-            logits3 = torch.cat((z_pair, rest), 1)
-            logits3[:, 1:2].masked_fill_(same, _NEG)  # class b not counted twice when a == b
-            log_prob = torch.log_softmax(logits3, dim=1)
-            rows = torch.addcmul(rows, shares, log_prob[:, :2], value=-1.0)
-            if need:
-                prob = log_prob.exp_()
-                coef += prob[:, 2:]
-                grad_pair = (prob[:, :2] - shares).sub_(pulled)
-        elif need:
-            grad_pair = pulled.neg_()
+    def forward(ctx: Any, z: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor,
+                options: tuple[float, str, float, float, bool], scale: float | None, compile: bool) -> torch.Tensor:
+        rows, grad = _run_rows(compile, z, y_a, y_b, lam, *options, ctx.needs_input_grad[0])
         ctx.scale = scale
-        if need:
-            if scale is not None:
-                coef.mul_(scale)
-                grad_pair.mul_(scale)
-            ctx.save_for_backward(prob_rest.mul_(coef).scatter_add_(1, pair, grad_pair))
-        return rows.sum(1) if scale is None else rows.sum() * scale
+        if grad is not None:
+            ctx.save_for_backward(grad)
+        if scale is None:
+            return rows
+        return rows.sum() if scale == 1.0 else rows.sum().mul_(scale)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        none = (None,) * 6
         if not ctx.needs_input_grad[0]:
-            return None, None, None, None, None, None, None
+            return (None, *none)
         (grad_z,) = ctx.saved_tensors
-        grad_z = grad_z * (grad.unsqueeze(1) if ctx.scale is None else grad)
-        return grad_z, None, None, None, None, None, None
+        if ctx.scale is None:
+            return (grad_z * grad.unsqueeze(1), *none)
+        return (grad_z * (grad * ctx.scale if ctx.scale != 1.0 else grad), *none)
 
 
 def pairs_from_soft_targets(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -228,7 +278,7 @@ def pairs_from_soft_targets(target: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 def soft_target_decoupled_mixup_loss(logits: torch.Tensor, target: torch.Tensor, *, eta: float = 0.1,
                                      mode: str = "both", thr: float = 0.5, lam_power: float = 0.0,
-                                     reduction: str = "mean") -> torch.Tensor:
+                                     reduction: str = "mean", compile: bool = False) -> torch.Tensor:
     """DM loss for soft targets ``[B, C]`` (torchvision v2 / timm mixup output).
 
     ``soft CE(z, target) + w_a * dec_a + w_b * dec_b``: the mixup-CE part is the
@@ -237,18 +287,20 @@ def soft_target_decoupled_mixup_loss(logits: torch.Tensor, target: torch.Tensor,
     two classes and ``lam`` of the decoupled part come from
     :func:`pairs_from_soft_targets` (the label-smoothing floor removed).  Rows
     with a single class get no decoupled term: plain (soft-target) CE.
+    ``compile`` as in :func:`decoupled_mixup_loss` (for the decoupled part).
     """
     _check_reduction(reduction)
-    _check_dm_options(eta, mode, thr, lam_power)
-    return _dm_on_soft_targets(_check_logits(logits), target, eta, mode, thr, lam_power, reduction)
+    _check_dm_options(eta, mode, thr, lam_power, compile)
+    return _dm_on_soft_targets(_check_logits(logits), target, eta, mode, thr, lam_power, reduction, compile)
 
 
 def _dm_on_soft_targets(z: torch.Tensor, target: torch.Tensor, eta: float, mode: str, thr: float,
-                        lam_power: float, reduction: str) -> torch.Tensor:
+                        lam_power: float, reduction: str, compile: bool = False) -> torch.Tensor:
     """:func:`soft_target_decoupled_mixup_loss` on checked logits and options."""
     t = _check_soft_targets(target, z)
     y_a, y_b, lam = pairs_from_soft_targets(t)
-    decoupled = _dm(z, y_a, y_b, lam.to(z.dtype), eta, mode, thr, lam_power, "none", with_mce=False)
+    decoupled = _dm(z, y_a, y_b, lam.to(z.dtype), eta, mode, thr, lam_power, "none", with_mce=False,
+                    compile=compile)
     return _reduce(decoupled - (t * F.log_softmax(z, dim=1)).sum(1), reduction)
 
 
@@ -267,17 +319,19 @@ class DecoupledMixupLoss(_Loss):
         lam_power: ``p`` in ``w = eta * share**p``.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         num_classes: when given, the logits must have this many columns.
+        compile: fuse the loss with ``torch.compile`` (see :func:`decoupled_mixup_loss`).
     """
 
     def __init__(self, eta: float = 0.1, mode: str = "both", thr: float = 0.5, lam_power: float = 0.0,
-                 reduction: str = "mean", num_classes: int | None = None) -> None:
+                 reduction: str = "mean", num_classes: int | None = None, compile: bool = False) -> None:
         super().__init__(num_classes, reduction)
-        _check_dm_options(eta, mode, thr, lam_power)
+        _check_dm_options(eta, mode, thr, lam_power, compile)
         self.eta, self.mode, self.thr, self.lam_power = float(eta), mode, float(thr), float(lam_power)
+        self.compile = compile
 
     def forward(self, logits: torch.Tensor, target: MixedBatch | torch.Tensor) -> torch.Tensor:
         z = self._logits(logits)
-        options = (self.eta, self.mode, self.thr, self.lam_power, self.reduction)
+        options = (self.eta, self.mode, self.thr, self.lam_power, self.reduction, self.compile)
         if isinstance(target, MixedBatch):
             return _dm_on_pairs(z, target.y_a, target.y_b, target.lam, *options)
         if isinstance(target, torch.Tensor) and target.dim() == 2:
@@ -287,7 +341,7 @@ class DecoupledMixupLoss(_Loss):
 
     def extra_repr(self) -> str:
         return (f"eta={self.eta}, mode={self.mode!r}, thr={self.thr}, lam_power={self.lam_power}, "
-                + super().extra_repr())
+                + super().extra_repr() + (", compile=True" if self.compile else ""))
 
 
 # The authors' CIFAR-100 ResNet-18 settings (arXiv 2203.10761); alpha is the
