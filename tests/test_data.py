@@ -384,6 +384,66 @@ def test_clutter_shapes():
         assert fill[parts.labels == k].mean() == pytest.approx(value, abs=0.05), name
 
 
+def _digest(parts: C.ClutterParts) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in (parts.images, parts.masks, parts.labels, parts.backgrounds, parts.colours, parts.boxes):
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("objects, split, digest", [
+    ("digits", "train", "2218dfbc9bda2f47"), ("digits", "test", "ffa4c0127993623c"),
+    ("shapes", "train", "d5462547f0e3c6d5"), ("shapes", "test", "7fb0a1ce31cb29ac"),
+])
+def test_clutter_digits_and_shapes_are_bitwise_unchanged(objects, split, digest):
+    """Run stores hash the data options and figures were made from these sets:
+    adding objects="both" must not change a bit of the ten-class sets (digests
+    taken before it was added; float results of this machine's torch build)."""
+    assert _digest(C._generate_cached.__wrapped__(300, split, 0, 32, objects, C.SCALE, 1.25, C.CONTRAST,
+                                                  (32.0, 64.0))[0]) == digest
+
+
+def test_clutter_both_has_twenty_balanced_classes():
+    for split, n in (("train", 410), ("test", 200)):
+        ds = data.load("clutter", split, n_train=n, n_test=n, objects="both", seed=3)
+        assert ds.num_classes == 20 and ds.classes == [str(d) for d in range(10)] + list(C.SHAPES)
+        counts = torch.bincount(ds.labels, minlength=20)
+        assert counts.min() >= n // 20 and counts.max() <= n // 20 + 1 and counts.sum() == n
+        assert ds.masks.sum((1, 2, 3)).min() >= 1 and ds.meta["objects"] == "both"
+    parts = C.generate(410, seed=3, objects="both")
+    m = parts.masks.bool().expand_as(parts.images)
+    assert torch.equal(parts.images[~m], parts.backgrounds[~m])        # still a hard paste of the mask
+    assert torch.equal(parts.images[m], parts.colours[:, :, None, None].expand_as(parts.images)[m])
+
+
+def test_clutter_both_draws_each_class_from_its_own_templates():
+    labels = torch.arange(400) % 20
+    groups = C._templates("both", "test", labels, torch.Generator().manual_seed(0))
+    (rows_d, digits), (rows_s, shapes) = groups
+    assert torch.equal(torch.sort(torch.cat((rows_d, rows_s))).values, torch.arange(400))
+    assert (labels[rows_d] < 10).all() and (labels[rows_s] >= 10).all()
+    assert torch.equal(shapes[:, 0], C.shape_templates()[labels[rows_s] - 10])   # the class's shape
+    pool, pool_labels = D.glyphs("test")                                          # a scan of the class's digit
+    match = (digits[:, 0, None] == pool[None]).flatten(2).all(-1)
+    assert match.any(1).all()
+    assert (match.float() @ F.one_hot(pool_labels, 10).float()).argmax(1).eq(labels[rows_d]).all()
+
+
+def test_clutter_both_renders_like_the_ten_class_sets():
+    """Digit objects fill their boxes as in the digits set, shape objects as in
+    the shapes set (same geometry, same rendering per group)."""
+    both = C.generate(2000, seed=5, objects="both", scale=(0.8, 1.0), aspect=1.0)
+    fill = both.masks.sum((1, 2, 3)) / (both.boxes[:, 2] * both.boxes[:, 3])
+    for objects, rows in (("digits", both.labels < 10), ("shapes", both.labels >= 10)):
+        alone = C.generate(1000, seed=5, objects=objects, scale=(0.8, 1.0), aspect=1.0)
+        fill_alone = alone.masks.sum((1, 2, 3)) / (alone.boxes[:, 2] * alone.boxes[:, 3])
+        assert float(fill[rows].mean()) == pytest.approx(float(fill_alone.mean()), abs=0.02), objects
+    disk = both.labels == 10 + C.SHAPES.index("disk")
+    assert float(fill[disk].mean()) == pytest.approx(math.pi * 0.85 ** 2 / 4, abs=0.05)
+
+
 def test_shape_templates_areas():
     t = C.shape_templates(256)
     assert t.shape == (10, 256, 256) and set(t.unique().tolist()) == {0.0, 1.0}

@@ -19,7 +19,7 @@ moons           ``n=1000, noise=0.1, seed=0``
 spirals         ``n=1000, noise=0.05, turns=1.5, seed=0``
 digits          ``size=32``
 clutter         ``n_train=5000, n_test=1000, seed=0, size=32,
-                objects="digits"|"shapes", scale, aspect, contrast, patch``
+                objects="digits"|"shapes"|"both", scale, aspect, contrast, patch``
 cifar10/100     (``root``, ``download``)
 stl10           (``root``, ``download``)
 imagefolder     ``size=64, mean, std`` (``root`` required)

@@ -16,7 +16,7 @@ Every image is made in four vectorized steps (no loop over samples):
    edge: the two splits never share a background pixel.
 2. **Object shape**: a template -- a real handwritten digit scan (8x8, from
    the digits *train* split for train images and the *test* split for test
-   images) or one of ten geometric shapes -- stretched to a box of side
+   images) or one of ten geometric shapes (32x32) -- stretched to a box of side
    ``s = scale * size`` with aspect ``a`` (``log a ~ U(-log r, log r)``,
    ``r = aspect``), width ``s sqrt(a)``, height ``s / sqrt(a)``, at a uniform
    position fully inside the image.  The template is resampled bilinearly and
@@ -29,8 +29,11 @@ Every image is made in four vectorized steps (no loop over samples):
 4. **Paste**: ``image = mask * c + (1 - mask) * background`` -- a hard paste,
    so ``masks`` is exactly the set of pixels that come from the object.
 
-Labels are balanced (``n // 10`` or one more per class) and the whole set is a
-deterministic function of the arguments.  Results are kept in a small
+Classes: ``objects="digits"`` gives the ten digits ``"0"..."9"``,
+``"shapes"`` the ten :data:`SHAPES`, ``"both"`` twenty classes, the digits
+(labels 0-9) then the shapes (labels 10-19), each drawn as in its own set.
+Labels are balanced (``n // K`` or one more per class, ``K`` classes) and the
+whole set is a deterministic function of the arguments.  Results are kept in a small
 in-process cache (nothing is written to disk); callers get fresh copies.
 """
 
@@ -49,7 +52,7 @@ from mixviz.data.base import SPLITS, InMemoryDataset, channel_stats, check_seed,
 __all__ = ["clutter", "generate", "ClutterParts", "shape_templates", "SHAPES", "OBJECTS",
            "GRID", "TEST_CELLS", "SCALE", "CONTRAST", "mask_area_stats"]
 
-OBJECTS = ("digits", "shapes")
+OBJECTS = ("digits", "shapes", "both")
 SHAPES = ("disk", "ring", "square", "frame", "triangle", "plus", "cross", "diamond", "bar", "tee")
 GRID = (2, 4)             # rows x columns of background cells per photo
 TEST_CELLS = ((0, 0, 0), (0, 1, 1), (1, 0, 0), (1, 1, 2))   # (photo, row, column) of the test cells
@@ -115,11 +118,23 @@ def shape_templates(resolution: int = 32) -> torch.Tensor:
     return torch.stack(shapes).float()
 
 
-def _templates(objects: str, split: str, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+def _num_classes(objects: str) -> int:
+    return 20 if objects == "both" else 10
+
+
+def _templates(objects: str, split: str, labels: torch.Tensor,
+               g: torch.Generator) -> torch.Tensor | list[tuple[torch.Tensor, torch.Tensor]]:
     """One template [N, 1, T, T] per sample: a random scan of the sample's
-    class from the digits ``split``, or the class's shape."""
+    class from the digits ``split``, or the class's shape.  For ``"both"``
+    the digits (8x8) and shapes (32x32) differ in size: then a list of
+    ``(rows, templates)`` groups, digits first."""
     if objects == "shapes":
         return shape_templates()[labels].unsqueeze(1)
+    if objects == "both":
+        digit = labels < 10
+        rows_d, rows_s = digit.nonzero().squeeze(1), (~digit).nonzero().squeeze(1)
+        return [(rows_d, _templates("digits", split, labels[rows_d], g)),
+                (rows_s, shape_templates()[labels[rows_s] - 10].unsqueeze(1))]
     from mixviz.data.digits import glyphs
 
     pool, pool_labels = glyphs(split)
@@ -173,10 +188,12 @@ def _cells(split: str) -> tuple[torch.Tensor, int, int]:
     return corners, ch, cw
 
 
-def _object_masks(templates: torch.Tensor, size: int, scale: tuple[float, float], aspect: float,
-                  g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Masks [N, 1, S, S] in {0, 1} and boxes [N, 4] (step 2)."""
-    n = templates.shape[0]
+def _object_masks(templates: torch.Tensor | list[tuple[torch.Tensor, torch.Tensor]], size: int,
+                  scale: tuple[float, float], aspect: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masks [N, 1, S, S] in {0, 1} and boxes [N, 4] (step 2); ``templates``
+    as :func:`_templates` gives them (groups of rows are sampled group by group)."""
+    groups = [(None, templates)] if isinstance(templates, torch.Tensor) else templates
+    n = sum(t.shape[0] for _, t in groups)
     s = size * (scale[0] + (scale[1] - scale[0]) * torch.rand(n, generator=g))
     log_a = math.log(aspect) * (2 * torch.rand(n, generator=g) - 1)
     w = (s * torch.exp(log_a / 2)).clamp(max=size)
@@ -187,8 +204,15 @@ def _object_masks(templates: torch.Tensor, size: int, scale: tuple[float, float]
     gx = 2 * (c[None, :] - x0[:, None]) / w[:, None] - 1      # [-1, 1] across the box
     gy = 2 * (c[None, :] - y0[:, None]) / h[:, None] - 1
     grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
-    alpha = F.grid_sample(templates, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return (alpha > 0.5).float(), torch.stack((x0, y0, w, h), dim=1)
+    boxes = torch.stack((x0, y0, w, h), dim=1)
+    if groups[0][0] is None:
+        alpha = F.grid_sample(templates, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return (alpha > 0.5).float(), boxes
+    masks = torch.empty(n, 1, size, size)
+    for rows, group in groups:  # one resampling per template size (two groups), not a loop over samples
+        alpha = F.grid_sample(group, grid[rows], mode="bilinear", padding_mode="zeros", align_corners=False)
+        masks[rows] = (alpha > 0.5).float()
+    return masks, boxes
 
 
 def _colours(backgrounds: torch.Tensor, masks: torch.Tensor, contrast: tuple[float, float],
@@ -225,7 +249,7 @@ def _generate_cached(n: int, split: str, seed: int, size: int, objects: str, sca
     """The parts and the per-channel mean/std of the images (never mutate:
     shared by every caller with the same arguments)."""
     g = torch.Generator().manual_seed(split_seed(seed, split))
-    labels = (torch.arange(n) % 10)[torch.randperm(n, generator=g)]
+    labels = (torch.arange(n) % _num_classes(objects))[torch.randperm(n, generator=g)]
     backgrounds = _backgrounds(n, split, size, patch, g)
     masks, boxes = _object_masks(_templates(objects, split, labels, g), size, scale, aspect, g)
     colours = _colours(backgrounds, masks, contrast, g)
@@ -268,7 +292,8 @@ def generate(n: int, split: str = "train", *, seed: int = 0, size: int = 32, obj
             region and the random stream (``split_seed(seed, split)``).
         seed: the seed; the same arguments give the same images.
         size: image side in pixels (>= 8).
-        objects: ``"digits"`` (real handwritten scans) or ``"shapes"``.
+        objects: ``"digits"`` (real handwritten scans), ``"shapes"`` or
+            ``"both"`` (20 classes: the digits, then the shapes).
         scale: range of the object box side, as a fraction of ``size``.
         aspect: the box's width/height ratio lies in [1/aspect, aspect].
         contrast: range of the luminance step between object and background.
@@ -297,13 +322,15 @@ def clutter(split: str = "train", *, n_train: int = 5000, n_test: int = 1000, se
     """The clutter set's ``split``: ``n_train`` or ``n_test`` float32 RGB
     images ``[N, 3, size, size]`` in [0, 1] with object ``masks``; see
     :func:`generate` for the other arguments.  ``augment`` is
-    ``"crop_flip"``; classes are the digits ``"0"..."9"`` or :data:`SHAPES`."""
+    ``"crop_flip"``; classes are the digits ``"0"..."9"``, :data:`SHAPES`, or
+    both (``objects="both"``: 20 classes, the digits first)."""
     check_choice("split", split, SPLITS)
     check_positive("n_train", n_train, integer=True)
     check_positive("n_test", n_test, integer=True)
     n = n_train if split == "train" else n_test
     parts, mean, std = _cached(n, split, seed, size, objects, scale, aspect, contrast, patch)
-    classes = [str(d) for d in range(10)] if objects == "digits" else list(SHAPES)
+    digits = [str(d) for d in range(10)]
+    classes = {"digits": digits, "shapes": list(SHAPES), "both": digits + list(SHAPES)}[objects]
     meta = {"seed": seed, "size": size, "objects": objects, "scale": tuple(scale), "aspect": aspect,
             "contrast": tuple(contrast), "patch": tuple(patch)}
     return InMemoryDataset(images=parts.images.clone(), labels=parts.labels.clone(), classes=classes,
