@@ -8,6 +8,10 @@
   per epoch and images per second, with the GPU's name.  Timing does not
   depend on pixel values, so the images are random bytes: nothing is
   downloaded.  Without a GPU this part says so and measures nothing.
+
+:func:`epoch_speed` (the epoch timing on any device, optionally through
+``torch.compile``, or extrapolated from a few steps) and :func:`loss_speed`
+(the DM loss against soft-target cross-entropy) also serve ``mixviz doctor``.
 """
 
 from __future__ import annotations
@@ -15,15 +19,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import torch
 
-from mixviz._validation import check_frame
+from mixviz._validation import check_frame, check_positive
 from mixviz.train import TrainConfig, _DeviceBatches, _build_optimizer, _build_scheduler, make_step, resolve_device
 
-__all__ = ["time_methods", "gpu_epoch", "DEFAULT_METHODS"]
+__all__ = ["time_methods", "gpu_epoch", "epoch_speed", "loss_speed", "DEFAULT_METHODS"]
 
 DEFAULT_METHODS = (("none", "ce"), ("mixup", "mixup_ce"), ("mixup", "dm"), ("cutmix", "mixup_ce"), ("cutmix", "dm"),
                    ("fmix", "mixup_ce"), ("resizemix", "mixup_ce"), ("gridmix", "mixup_ce"),
@@ -36,12 +41,16 @@ def _sync(device: torch.device) -> None:
 
 
 def _setup(config: TrainConfig, num_classes: int, in_shape: tuple[int, ...], device: torch.device,
-           steps_per_epoch: int) -> Any:
+           steps_per_epoch: int, channels_last: bool | None = None, compile: bool = False) -> Any:
+    """``(model, step)`` for ``config``; ``channels_last`` None: on for CUDA
+    images; ``compile``: the step trains ``torch.compile(model)`` (mixing and
+    the loss stay eager)."""
     from mixviz import losses, models
 
     torch.manual_seed(config.seed)
     model = models.build(config.model, num_classes, in_shape, **config.model_options).to(device)
-    channels_last = device.type == "cuda" and len(in_shape) == 3
+    if channels_last is None:
+        channels_last = device.type == "cuda" and len(in_shape) == 3
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     options = dict(config.loss_options)
@@ -52,7 +61,8 @@ def _setup(config: TrainConfig, num_classes: int, in_shape: tuple[int, ...], dev
     scheduler = _build_scheduler(config, optimizer, steps_per_epoch)
     gen = torch.Generator(device=device).manual_seed(config.seed)
     amp = device.type == "cuda" and config.amp != "off" or config.amp == "bf16"
-    step = make_step(config, model, model, criterion, optimizer, scheduler, gen, amp=amp,
+    train_model = torch.compile(model) if compile else model
+    step = make_step(config, model, train_model, criterion, optimizer, scheduler, gen, amp=amp,
                      channels_last=channels_last, augment=len(in_shape) == 3)
     return model, step
 
@@ -105,27 +115,153 @@ def gpu_epoch(*, batch_size: int = 100, n: int = 50_000, num_classes: int = 100,
     dev = resolve_device(device)
     if dev.type != "cuda":
         raise ValueError("gpu_epoch needs a CUDA device; none is available here")
+    res = epoch_speed(batch_size=batch_size, n=n, num_classes=num_classes, epochs=epochs, policy=policy, loss=loss,
+                      device=device)
+    return {k: res[k] for k in ("gpu", "batch_size", "sec_per_epoch", "images_per_sec", "policy", "loss")}
+
+
+def epoch_speed(*, batch_size: int = 128, n: int = 50_000, num_classes: int = 100, epochs: int = 2,
+                steps: int | None = None, policy: str = "mixup", loss: str = "mixup_ce", device: str = "auto",
+                model: str = "preact_resnet18", amp: bool | None = None, channels_last: bool | None = None,
+                compile: bool = False) -> dict[str, Any]:
+    """Seconds per epoch and images per second of ``model`` on ``n``
+    CIFAR-100-shaped images (random bytes, 3x32x32, ``num_classes`` classes)
+    kept on the device, with random crop + flip and ``policy`` on the device.
+
+    ``amp`` (bf16 autocast) and ``channels_last`` default to on for CUDA and
+    off elsewhere.  ``epochs`` epochs are timed; the first is warm-up and the
+    median of the rest is reported (with one epoch, that one).  With
+    ``steps``, each "epoch" is only its first ``steps`` steps and the epoch time
+    is extrapolated from them (``extrapolated`` is then True): for CPUs, where
+    a whole epoch takes many minutes.  ``compile=True`` trains
+    ``torch.compile(model)``; its first call compiles, and ``compile_sec`` is
+    that first step's time (compilation included).  A failing compile raises:
+    the caller decides whether to fall back to eager.
+    """
+    check_positive("batch_size", batch_size, integer=True)
+    check_positive("n", n, integer=True)
+    check_positive("epochs", epochs, integer=True)
+    if steps is not None:
+        check_positive("steps", steps, integer=True)
+    dev = resolve_device(device)
+    cuda = dev.type == "cuda"
     g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
-    labels = torch.randint(0, num_classes, (n,), generator=g)
+    count = n if steps is None else min(n, steps * batch_size)
+    images = torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, num_classes, (count,), generator=g)
     batches = _DeviceBatches(images, labels, batch_size, 0, dev)
-    config = TrainConfig(dataset="cifar100", model="preact_resnet18", policy=policy, loss=loss, epochs=epochs,
-                         batch_size=batch_size, lr=0.1, weight_decay=1e-4, device=device, progress=False)
-    _, step = _setup(config, num_classes, (3, 32, 32), dev, len(batches))
+    full_steps = n // batch_size
+    config = TrainConfig(dataset="cifar100", model=model, policy=policy, loss=loss, epochs=epochs,
+                         batch_size=batch_size, lr=0.1, weight_decay=1e-4, device=device, progress=False,
+                         amp=("bf16" if (cuda if amp is None else amp) else "off"))
+    net, step = _setup(config, num_classes, (3, 32, 32), dev, len(batches),
+                       channels_last=cuda if channels_last is None else channels_last, compile=compile)
     import mixviz
 
-    secs = []
+    secs, compile_sec = [], None
     with mixviz.validation(False):
         for epoch in range(epochs):
             _sync(dev)
             t0 = time.perf_counter()
-            for xb, yb in batches.epoch(epoch):
+            for i, (xb, yb) in enumerate(batches.epoch(epoch)):
                 step(xb, yb)
+                if compile and compile_sec is None:
+                    _sync(dev)
+                    compile_sec = time.perf_counter() - t0
+                    t0 = time.perf_counter()  # the compiling step is not part of the epoch's time
             _sync(dev)
             secs.append(time.perf_counter() - t0)
-    sec = statistics.median(secs[1:] if len(secs) > 1 else secs)
-    return {"gpu": torch.cuda.get_device_name(dev), "batch_size": batch_size, "sec_per_epoch": sec,
-            "images_per_sec": len(batches) * batch_size / sec, "policy": policy, "loss": loss}
+    timed = len(batches) - (1 if compile and epochs == 1 else 0)
+    sec = statistics.median(secs[1:] if len(secs) > 1 else secs) * full_steps / max(timed, 1)
+    return {"gpu": torch.cuda.get_device_name(dev) if cuda else None, "device": str(dev), "model": model,
+            "batch_size": batch_size, "sec_per_epoch": sec, "images_per_sec": full_steps * batch_size / sec,
+            "policy": policy, "loss": loss, "amp": config.amp == "bf16",
+            "channels_last": cuda if channels_last is None else channels_last, "compile": compile,
+            "compile_sec": compile_sec, "extrapolated": steps is not None, "steps_timed": timed,
+            "epochs_timed": epochs}
+
+
+def _interleaved(fns: dict[str, Callable[[], Any]], rounds: int, device: torch.device, calls: int) -> dict[str, list[float]]:
+    """Seconds per call of each function, one value per round; each round
+    calls every function ``calls`` times in turn (after one warm-up call),
+    with the device synchronised around each block."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            _sync(device)
+            times[name].append((time.perf_counter() - t0) / calls)
+    return times
+
+
+def loss_speed(*, batch: int = 256, num_classes: int = 100, device: str = "auto", rounds: int = 20,
+               calls: int = 20, compile: bool = False) -> pd.DataFrame:
+    """Forward + backward of the DM loss against the soft-target cross-entropy
+    ``-(t * log_softmax(z)).sum(1).mean()`` on the same ``[batch, num_classes]``
+    logits, timed in ``rounds`` interleaved rounds of ``calls`` calls on the
+    device (value checks off).  Rows: soft-target CE, mixup CE, DM with the
+    authors' CutMix setting (eta 0.1, "less", p 0.5) and, with ``compile``,
+    the same DM through ``torch.compile`` (its first call compiles:
+    ``compile_sec``).  ``vs_soft_ce`` is the median over rounds of the
+    per-round ratio.  A failing compile raises."""
+    import torch.nn.functional as F
+
+    import mixviz
+    from mixviz import losses
+    from mixviz.mixing.batch import MixedBatch
+
+    check_positive("batch", batch, integer=True)
+    check_positive("num_classes", num_classes, integer=True)
+    check_positive("rounds", rounds, integer=True)
+    check_positive("calls", calls, integer=True)
+    dev = resolve_device(device)
+    g = torch.Generator().manual_seed(0)
+    z0 = (torch.randn(batch, num_classes, generator=g) * 2).to(dev)
+    y_a = torch.randint(0, num_classes, (batch,), generator=g)
+    y_b = y_a[torch.randperm(batch, generator=g)]
+    lam = torch.rand(batch, generator=g)
+    mixed = MixedBatch(inputs=z0, y_a=y_a, y_b=y_b, index=torch.zeros_like(y_a), lam=lam, policy="mixup").to(dev)
+    target = mixed.soft_targets(num_classes)
+    options = dict(eta=0.1, mode="less", lam_power=0.5)
+    criteria: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        "soft-target CE": lambda z: -(target * F.log_softmax(z, 1)).sum(1).mean(),
+        "mixup CE": lambda z: losses.mixup_cross_entropy(z, mixed.y_a, mixed.y_b, mixed.lam),
+        "DM": lambda z, dm=losses.DecoupledMixupLoss(**options): dm(z, mixed),
+    }
+    compile_sec = None
+    if compile:
+        fused = losses.DecoupledMixupLoss(**options, compile=True)
+        criteria["DM, compiled"] = lambda z: fused(z, mixed)
+        t0 = time.perf_counter()
+        with mixviz.validation(False):
+            z = z0.clone().requires_grad_()
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", RuntimeWarning)  # a compile that falls back is a failure here
+                fused(z, mixed).backward()
+        _sync(dev)
+        compile_sec = time.perf_counter() - t0
+
+    def call(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], None]:
+        def run() -> None:
+            z = z0.clone().requires_grad_()
+            fn(z).backward()
+        return run
+
+    with mixviz.validation(False):
+        times = _interleaved({name: call(fn) for name, fn in criteria.items()}, rounds, dev, calls)
+    base = times["soft-target CE"]
+    rows = [{"loss": name, "us_per_call": 1e6 * statistics.median(t),
+             "vs_soft_ce": statistics.median(a / b for a, b in zip(t, base))} for name, t in times.items()]
+    table = pd.DataFrame(rows)
+    table.attrs.update(batch=batch, num_classes=num_classes, device=str(dev), compile_sec=compile_sec)
+    return table
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

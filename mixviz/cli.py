@@ -1,4 +1,4 @@
-"""The ``mixviz`` command: ``mixviz train | compare | figures | bench``."""
+"""The ``mixviz`` command: ``mixviz train | compare | figures | bench | doctor``."""
 
 from __future__ import annotations
 
@@ -162,9 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", help="with --out: continue from the checkpoint there")
     p.set_defaults(func=_cmd_train)
 
-    from mixviz import bench, experiments, figures
+    from mixviz import bench, doctor, experiments, figures
 
-    for module in (experiments, figures, bench):
+    for module in (experiments, figures, bench, doctor):
         module.register_command(sub)
     return parser
 
