@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PRESET ?= quick
 
-.PHONY: setup demo test test-fast figures compare bench clean
+.PHONY: setup demo test test-fast figures compare bench doctor clean
 
 setup: $(STAMP)
 
@@ -19,7 +19,8 @@ $(STAMP): requirements.txt pyproject.toml
 demo: setup
 	$(PY) -m mixviz figures --preset $(PRESET) --out figures
 
-# The whole suite, notebooks included.
+# The whole suite, notebooks included; it runs `mixviz doctor --quick --device cpu` once
+# (tests/test_doctor.py::test_quick_doctor_passes_on_this_cpu).
 test: setup
 	$(PY) -m pytest -q --durations=8
 
@@ -32,6 +33,11 @@ compare: setup
 
 bench: setup
 	$(PY) -m mixviz bench --out benchmarks/results/methods.md
+	$(PY) -m mixviz doctor --device cpu --out benchmarks/results/doctor.md
+
+# Does this install work on this machine (GPU if there is one), and how fast? Exit code 1 names what failed.
+doctor: setup
+	$(PY) -m mixviz doctor
 
 clean:
 	rm -rf runs .pytest_cache .hypothesis .benchmarks

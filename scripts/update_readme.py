@@ -5,7 +5,8 @@ replaced by the content of its source file:
 
     results   results/full/summary.md and its accuracy_vs_time_*.png plots
               (mixviz compare --preset full)
-    bench     benchmarks/results/*.md           (python benchmarks/bench_*.py)
+    bench     benchmarks/results/*.md           (python benchmarks/bench_*.py, mixviz bench,
+                                                 mixviz doctor --out benchmarks/results/doctor*.md)
 
 Nothing in those sections is typed by hand.  Run:  python scripts/update_readme.py
 """
@@ -46,11 +47,35 @@ def _demote(text: str) -> str:
     return "\n".join("####" + line[2:] if line.startswith("## ") else line for line in lines)
 
 
+# `mixviz doctor` reports: only these of their sections go into the README (the
+# per-check tables stay in the file, which the README links).
+DOCTOR_SECTIONS = ("Speed", "Goals")
+
+
+def _doctor(path: Path) -> str | None:
+    """A doctor report for the README: its summary lines, its Speed and Goals
+    sections, and a link to the whole report (every check)."""
+    text = _read(path)
+    if not text:
+        return None
+    parts = re.split(r"^(?=## )", text, flags=re.M)
+    head, sections = parts[0], parts[1:]
+    kept = [p.strip() for p in sections if p[3:].splitlines()[0].strip() in DOCTOR_SECTIONS]
+    link = path.relative_to(ROOT).as_posix()
+    return "\n\n".join([head.strip(), *kept, f"Every check: [{link}]({link})."])
+
+
 def sources() -> dict[str, str | None]:
     bench = []
+    results = ROOT / "benchmarks" / "results"
     for name, title in (("mixing.md", "Mixing policies"), ("losses.md", "Losses"), ("loop.md", "Training loop"),
                         ("methods.md", "Training step per method")):
-        text = _read(ROOT / "benchmarks" / "results" / name)
+        text = _read(results / name)
+        if text:
+            bench.append(f"### {title}\n\n{_demote(text)}")
+    for name, title in (("doctor.md", "Install and device check (`mixviz doctor`)"),
+                        ("doctor-cuda.md", "Install and device check on a GPU (`mixviz doctor --device cuda`)")):
+        text = _doctor(results / name)
         if text:
             bench.append(f"### {title}\n\n{_demote(text)}")
     return {

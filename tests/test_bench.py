@@ -177,3 +177,53 @@ def test_markdown_table_formats_numbers_and_aligns_them():
 def test_markdown_table_rejects_what_is_not_a_table():
     with pytest.raises(TypeError, match="table must be a pandas DataFrame"):
         bench.markdown_table([[1, 2]])
+
+
+# ----------------------------------------------------------------------------- epoch_speed and loss_speed
+
+
+def test_epoch_speed_extrapolates_from_a_few_steps_on_cpu():
+    res = bench.epoch_speed(batch_size=4, n=400, num_classes=5, epochs=2, steps=2, model="smallcnn", device="cpu")
+    assert res["extrapolated"] and res["steps_timed"] == 2 and res["device"] == "cpu" and res["gpu"] is None
+    assert res["amp"] is False and res["channels_last"] is False and res["compile"] is False
+    assert res["sec_per_epoch"] > 0
+    assert res["images_per_sec"] == pytest.approx(100 * 4 / res["sec_per_epoch"])  # 100 steps of 4 per epoch
+    assert bool(mixviz.validation()) is True
+
+
+def test_epoch_speed_compile_times_the_first_step_apart(monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: compiled.append(model) or model)
+    res = bench.epoch_speed(batch_size=4, n=40, num_classes=5, epochs=1, steps=3, model="smallcnn", device="cpu",
+                            compile=True)
+    assert len(compiled) == 1 and res["compile"] and res["compile_sec"] > 0
+    assert res["steps_timed"] == 2  # one epoch: the compiling step is left out
+
+
+@pytest.mark.parametrize("kw, word", [(dict(batch_size=0), "batch_size"), (dict(n=-1), "n"),
+                                      (dict(epochs=0), "epochs"), (dict(steps=0), "steps")])
+def test_epoch_speed_checks_its_arguments(kw, word):
+    with pytest.raises(ValueError, match=word):
+        bench.epoch_speed(device="cpu", **kw)
+
+
+def test_loss_speed_rows_and_ratios():
+    table = bench.loss_speed(batch=16, num_classes=10, device="cpu", rounds=3, calls=2)
+    assert list(table["loss"]) == ["soft-target CE", "mixup CE", "DM"]
+    assert table.loc[0, "vs_soft_ce"] == 1.0 and (table["us_per_call"] > 0).all()
+    assert table.attrs == {"batch": 16, "num_classes": 10, "device": "cpu", "compile_sec": None}
+
+
+def test_loss_speed_with_a_compile_that_falls_back_fails(monkeypatch):
+    """The fused row is only timed when the compile really worked."""
+    from mixviz.losses import dm
+
+    def broken(fn, **kw):
+        def run(*a):
+            raise RuntimeError("no compiler")
+        return run
+
+    monkeypatch.setattr(dm, "_COMPILED", {})
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.raises(RuntimeError, match="compiled DM loss failed.*no compiler"):
+        bench.loss_speed(batch=8, num_classes=5, device="cpu", rounds=1, calls=1, compile=True)

@@ -18,8 +18,8 @@ import pytest
 import torch
 
 import mixviz
-from mixviz import cli, doctor, mixing
-from mixviz.doctor import correctness, report, speed, training
+from mixviz import cli, doctor, losses, mixing
+from mixviz.doctor import correctness, speed, training
 from mixviz.doctor.report import Check, Report, run_check
 from mixviz.mixing import registry
 
@@ -385,26 +385,30 @@ def test_cli_doctor_help_and_bad_device(capsys):
 
 @pytest.mark.slow
 def test_quick_doctor_passes_on_this_cpu(tmp_path):
-    """What `make test` runs once: the whole quick doctor on the CPU, exit 0,
-    every policy x loss checked, report in Markdown and JSON.  Budget: 90 s
-    of wall time on a two-core CPU with nothing else running."""
-    out = tmp_path / "doctor.md"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    """What `make test` runs once: the whole quick doctor on the CPU, through
+    the GPU session's script as a dry run (DEVICE=cpu QUICK_ONLY=1): exit 0,
+    every policy x loss checked, the report in Markdown and JSON.  Budget:
+    90 s of wall time on a two-core CPU with nothing else running."""
+    env = {**os.environ, "OUT": str(tmp_path), "DEVICE": "cpu", "QUICK_ONLY": "1", "PYTHON": sys.executable,
+           "QUICK_BUDGET": "900"}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "mixviz", "doctor", "--quick", "--device", "cpu", "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "device_check.sh")], capture_output=True, text=True,
+                          env=env, timeout=960, cwd=ROOT)
     wall = time.perf_counter() - t0
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = tmp_path / "doctor-cpu-quick.md"
+    log = (tmp_path / "doctor-cpu-quick.log").read_text() if (tmp_path / "doctor-cpu-quick.log").exists() else ""
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + log[-3000:]
+    assert "quick doctor: exit 0" in proc.stdout and "full doctor" not in proc.stdout
     text, data = out.read_text(), json.loads(out.with_suffix(".json").read_text())
     assert data["result"] == "pass" and data["failed"] == [] and data["meta"]["quick"] is True
     names = {c["name"] for c in data["checks"]}
     for policy in mixing.available():
-        for loss in mixviz.losses.LOSSES:
+        for loss in losses.LOSSES:
             assert f"fp32 step: {policy} + {loss}" in names
             assert f"| {policy} | {loss} | pass" in text
     for section in ("## Environment", "## Correctness on the device", "## Training", "## Speed", "## Goals"):
         assert section in text
     assert "resume from a mid-run checkpoint" in names and "identical weights" in text
-    assert "all checks passed" in proc.stdout
+    assert "all checks passed" in log
     print(f"quick doctor: {wall:.0f} s wall, {data['meta']['cpu_seconds']} s CPU, "
           f"load average {data['meta']['load_average']} at the start")

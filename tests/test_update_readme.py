@@ -186,3 +186,19 @@ def test_benchmark_headings_are_demoted_under_their_readme_heading(tmp_path, mon
     monkeypatch.setattr(ur, "ROOT", tmp_path)
     make_tree(tmp_path, summary=None, bench={"losses.md": "# Losses: cost\n\nintro\n\n## The loss alone\n\n| t |\n"})
     assert ur.sources()["bench"] == "### Losses\n\nintro\n\n#### The loss alone\n\n| t |"
+
+
+def test_doctor_reports_go_in_with_their_speed_and_goals_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(ur, "ROOT", tmp_path)
+    report = ("# mixviz doctor\n\n`mixviz doctor --quick` on **a CPU**: **all checks passed**.\n\n"
+              "## Environment\n\n| e |\n\n## Correctness on the device\n\n| c |\n\n## Speed\n\n| s |\n\n"
+              "## Goals\n\n| g |\n")
+    make_tree(tmp_path, bench={"methods.md": "D", "doctor.md": report, "doctor-cuda.md": report.replace("CPU", "GPU")})
+    text = ur.sources()["bench"]
+    cpu = text[text.index("### Install and device check (`mixviz doctor`)"):text.index("### Install and device check on")]
+    assert cpu == ("### Install and device check (`mixviz doctor`)\n\n`mixviz doctor --quick` on **a CPU**: **all "
+                   "checks passed**.\n\n#### Speed\n\n| s |\n\n#### Goals\n\n| g |\n\nEvery check: "
+                   "[benchmarks/results/doctor.md](benchmarks/results/doctor.md).\n\n")
+    assert text.startswith("### Training step per method\n\nD\n\n")
+    assert "**a GPU**" in text and text.endswith("[benchmarks/results/doctor-cuda.md](benchmarks/results/doctor-cuda.md).")
+    assert "| e |" not in text and "| c |" not in text

@@ -25,7 +25,7 @@ Four sections run in order; every check is named and says pass, fail, skip
    against soft-target cross-entropy.
 
 The report is Markdown (``--out FILE``) and JSON (``FILE`` with ``.json``),
-rewritten after every section so that an interrupted run leaves what it had.
+rewritten after every check so that an interrupted run leaves what it had.
 The exit code is 0 when no check failed and 1 otherwise (the failing checks
 are named); the speed goals at the end are reported, never failed.  An
 unusable ``--device`` is an error (exit code 2).
@@ -93,7 +93,7 @@ def run(device: str = "auto", *, quick: bool = False, out: str | Path | None = N
             ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
         quick: the small sizes of ``--quick``.
         out: write the report there (Markdown) and beside it (``.json``)
-            after every section.
+            after every check.
         sections: a subset of ``"environment"``, ``"correctness"``,
             ``"training"``, ``"speed"`` (default: all, in that order).
         policies, losses: restrict the policies and losses (default: every
@@ -132,11 +132,11 @@ def run(device: str = "auto", *, quick: bool = False, out: str | Path | None = N
             report.add(check)
             if echo is not None:
                 echo(_line(check))
-        report.meta["seconds"] = round(time.perf_counter() - started, 1)
-        report.meta["cpu_seconds"] = round(time.process_time() - cpu_started, 1)
-        report.goals = goals(report, dev)
-        if out is not None:
-            report.write(out)
+            report.meta["seconds"] = round(time.perf_counter() - started, 1)
+            report.meta["cpu_seconds"] = round(time.process_time() - cpu_started, 1)
+            report.goals = goals(report, dev)
+            if out is not None:
+                report.write(out)  # after every check: a run that is stopped keeps what it found
     return report
 
 
