@@ -277,7 +277,7 @@ def _as_unit_float(images: torch.Tensor) -> torch.Tensor:
 
 def mixed_evaluation(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, policy: str = "cutmix",
                      alpha: float = 1.0, seed: int = 0, batch_size: int = 512,
-                     **mix_options: Any) -> dict[str, float]:
+                     object_masks: torch.Tensor | None = None, **mix_options: Any) -> dict[str, float]:
     """Mixed Top-1/Top-2 accuracy of ``model`` on mixed copies of an evaluation set.
 
     The set is cut into batches of ``batch_size`` in order; each batch is mixed
@@ -301,9 +301,15 @@ def mixed_evaluation(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
         policy, alpha, **mix_options: passed to :func:`mixviz.mixing.mix`.
         seed: seed of the mixing generator.
         batch_size: images per mixed batch (pairs are drawn inside a batch).
+        object_masks: None, or [N, 1, H, W] object masks of ``images``
+            (clutter): then the scores are also split by what each mixed image
+            shows (:func:`mixed_topk_by_visibility`).
 
     Returns:
-        ``{"mixed_top1": float, "mixed_top2": float}``.
+        ``{"mixed_top1": float, "mixed_top2": float}``, and with
+        ``object_masks`` also ``mixed_top1_both``, ``mixed_top2_both``,
+        ``mixed_n_both``, ``mixed_top1_one``, ``mixed_top2_one``,
+        ``mixed_n_one``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -324,13 +330,18 @@ def mixed_evaluation(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     device = _model_device(model)
     if images.device != device:
         raise ValueError(f"images must be on the model's device {device}, got {images.device}")
+    if object_masks is not None:
+        check_tensor("object_masks", object_masks, ndim=4)
+        if object_masks.shape[0] != images.shape[0]:
+            raise ValueError(f"object_masks must hold one mask per image ({images.shape[0]}), "
+                             f"got {object_masks.shape[0]}")
 
     from mixviz.mixing import mix
 
     generator = torch.Generator(device=images.device).manual_seed(seed)
     was_training = model.training
     model.eval()
-    logits, y_a, y_b = [], [], []
+    logits, y_a, y_b, vis_a, vis_b = [], [], [], [], []
     try:
         for start in range(0, images.shape[0], batch_size):
             x = _as_unit_float(images[start:start + batch_size])
@@ -341,10 +352,19 @@ def mixed_evaluation(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
                 logits.append(model(mixed.inputs.detach()).float())
             y_a.append(mixed.y_a)
             y_b.append(mixed.y_b)
+            if object_masks is not None:
+                va, vb = object_visibility(mixed, object_masks[start:start + batch_size], MIN_PIXEL_WEIGHT)
+                vis_a.append(va)
+                vis_b.append(vb)
     finally:
         model.train(was_training)
-    top1, top2 = mixed_topk_accuracy(torch.cat(logits), torch.cat(y_a), torch.cat(y_b))
-    return {"mixed_top1": top1, "mixed_top2": top2}
+    logits_, y_a_, y_b_ = torch.cat(logits), torch.cat(y_a), torch.cat(y_b)
+    top1, top2 = mixed_topk_accuracy(logits_, y_a_, y_b_)
+    out = {"mixed_top1": top1, "mixed_top2": top2}
+    if object_masks is not None:
+        split = _split_by_visibility(logits_, y_a_, y_b_, torch.cat(vis_a), torch.cat(vis_b), VISIBLE_SHARE)
+        out.update({f"mixed_{k}": v for k, v in split.items()})
+    return out
 
 
 # --------------------------------------------------------------------------- true label mismatch
@@ -548,16 +568,19 @@ def mixed_topk_by_visibility(logits: torch.Tensor, mixed: MixedBatch, object_mas
         if value > 1:
             raise ValueError(f"{name} must lie in (0, 1], got {value!r}")
     vis_a, vis_b = object_visibility(mixed, object_masks, min_weight=min_weight)
+    return _split_by_visibility(logits, mixed.y_a, mixed.y_b, vis_a, vis_b, visible)
+
+
+def _split_by_visibility(logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, vis_a: torch.Tensor,
+                         vis_b: torch.Tensor, visible: float) -> dict[str, float]:
     device = logits.device
+    y_a, y_b = y_a.to(device), y_b.to(device)
     seen_a, seen_b = vis_a.to(device).nan_to_num(0.0) >= visible, vis_b.to(device).nan_to_num(0.0) >= visible
-    pair = mixed.y_a.to(device).ne(mixed.y_b.to(device))
+    pair = y_a.ne(y_b)
     out: dict[str, float] = {}
     for group, keep in (("both", pair & seen_a & seen_b), ("one", pair & (seen_a ^ seen_b))):
         n = int(keep.sum())
-        if n:
-            top1, top2 = mixed_topk_accuracy(logits[keep], mixed.y_a.to(device)[keep], mixed.y_b.to(device)[keep])
-        else:
-            top1 = top2 = math.nan
+        top1, top2 = mixed_topk_accuracy(logits[keep], y_a[keep], y_b[keep]) if n else (math.nan, math.nan)
         out.update({f"top1_{group}": top1, f"top2_{group}": top2, f"n_{group}": n})
     return out
 

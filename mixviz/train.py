@@ -461,7 +461,9 @@ def fit(config: TrainConfig, resume: bool = False, *,
 
     eval_images, eval_labels = _eval_arrays(test_set)
     eval_images, eval_labels = eval_images.to(device), eval_labels.to(device)
+    eval_masks = test_set.masks.to(device) if getattr(test_set, "masks", None) is not None else None
     eval_policy = _eval_policy(config, points)
+    probe = _memorisation_probe(train_set, device)
 
     step = make_step(config, model, train_model, criterion, optimizer, scheduler, gen,
                      amp=amp, channels_last=channels_last, augment=augment)
@@ -499,7 +501,9 @@ def fit(config: TrainConfig, resume: bool = False, *,
             if world > 1:
                 dist.all_reduce(loss_sum)
                 loss_sum /= world
-            row = _evaluate_epoch(model, eval_images, eval_labels, eval_policy, config, amp, metrics)
+            row = _evaluate_epoch(model, eval_images, eval_labels, eval_policy, config, amp, metrics, eval_masks)
+            if probe is not None:
+                row.update(metrics.memorisation(evaluate(model, probe[0], probe[1], amp=amp), probe[1], probe[2]))
             row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                    "train_loss": float(loss_sum) / max(1, steps), **row,
                    "epoch_sec": train_sec, "images_per_sec": steps * config.batch_size / train_sec}
@@ -520,7 +524,7 @@ def fit(config: TrainConfig, resume: bool = False, *,
             progress.close()
 
     hist = pd.DataFrame(history)
-    final = _final_metrics(model, eval_images, eval_labels, config, amp, metrics, hist, eval_policy)
+    final = _final_metrics(model, eval_images, eval_labels, config, amp, metrics, hist, eval_policy, eval_masks)
     final.update(device=str(device), world_size=world,
                  params=sum(p.numel() for p in model.parameters()))
     if writer:
@@ -538,20 +542,48 @@ def _gather_rng(gen: torch.Generator, world: int) -> Any:
     return states
 
 
+#: Training images whose predictions are checked each epoch for memorisation of noisy labels (the first ones).
+MEMORISATION_PROBE = 4096
+
+
+def _memorisation_probe(train_set: Any, device: torch.device) -> tuple[torch.Tensor, ...] | None:
+    """(images, noisy labels, clean labels) of the first training samples when
+    the training labels are noisy (:mod:`mixviz.data.noise`), else None."""
+    noisy = getattr(train_set, "noisy", None)
+    if noisy is None or not bool(noisy.any()):
+        return None
+    n = MEMORISATION_PROBE
+    return (train_set.images[:n].to(device), train_set.labels[:n].to(device), train_set.clean_labels[:n].to(device))
+
+
 def _evaluate_epoch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eval_policy: str,
-                    config: TrainConfig, amp: bool, metrics: Any) -> dict[str, float]:
+                    config: TrainConfig, amp: bool, metrics: Any,
+                    masks: torch.Tensor | None = None) -> dict[str, float]:
     logits = evaluate(model, images, labels, amp=amp)
     row = metrics.summary(logits, labels)
     mixed = metrics.mixed_evaluation(model, images, labels, policy=eval_policy, alpha=config.eval_alpha,
-                                     seed=config.seed)
+                                     seed=config.seed, object_masks=masks)
     return {"test_acc": row["test_acc"], "test_nll": row["nll"], "test_ece": row["ece"], **mixed}
 
 
+#: Policies whose mixed test sets are scored at the end of a run on data with object masks (the visible-pair split).
+FINAL_MIXED_POLICIES = ("cutmix", "mixup")
+
+
 def _final_metrics(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
-                   amp: bool, metrics: Any, hist: pd.DataFrame, eval_policy: str) -> dict[str, Any]:
+                   amp: bool, metrics: Any, hist: pd.DataFrame, eval_policy: str,
+                   masks: torch.Tensor | None = None) -> dict[str, Any]:
     logits = evaluate(model, images, labels, amp=amp)
     final: dict[str, Any] = dict(metrics.summary(logits, labels))
     last = hist.iloc[-1]
+    if masks is not None:  # Top-1/Top-2 on CutMix- and mixup-mixed test sets, split by what each image shows
+        for policy in FINAL_MIXED_POLICIES:
+            scores = metrics.mixed_evaluation(model, images, labels, policy=policy, alpha=config.eval_alpha,
+                                              seed=config.seed, object_masks=masks)
+            final.update({f"{policy}_{k.removeprefix('mixed_')}": v for k, v in scores.items()})
+    for key in ("memorised", "still_right", "clean_fit", "noisy_share"):
+        if key in last:
+            final[key] = float(last[key])
     final.update(mixed_top1=float(last["mixed_top1"]), mixed_top2=float(last["mixed_top2"]),
                  eval_policy=eval_policy, epochs=int(len(hist)),
                  sec_per_epoch=float(hist["epoch_sec"].median()),
