@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
@@ -35,7 +37,7 @@ from torch import nn
 import mixviz
 from mixviz._validation import check_choice, check_positive
 from mixviz.augment import random_crop_flip
-from mixviz.ioutil import atomic_torch_save, atomic_write_json, atomic_write_text
+from mixviz.ioutil import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
 
 __all__ = ["TrainConfig", "Run", "fit", "make_step", "resolve_device", "evaluate"]
 
@@ -329,17 +331,33 @@ def _dist_info() -> tuple[int, int]:
 
 
 def _rng_state(gen: torch.Generator) -> dict[str, Any]:
-    state = {"gen": gen.get_state(), "torch": torch.get_rng_state()}
+    """Every random state a resumed run needs, in types a checkpoint may hold
+    (:func:`mixviz.ioutil.check_checkpoint_types`): the run's generator,
+    torch's CPU and CUDA generators (byte tensors), and the global numpy and
+    Python ``random`` states (lists of ints), so that a user's callback or data
+    code drawing from those resumes exactly too."""
+    np_state = np.random.get_state(legacy=False)  # {'bit_generator', 'state': {'key': uint32 array, ...}, ...}
+    np_state["state"] = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in np_state["state"].items()}
+    version, internal, gauss_next = random.getstate()
+    state = {"gen": gen.get_state(), "torch": torch.get_rng_state(), "numpy": np_state,
+             "python": [version, list(internal), gauss_next]}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def _set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
-    gen.set_state(state["gen"])
-    torch.set_rng_state(state["torch"])
+    """Restore what :func:`_rng_state` saved (checkpoints written before the
+    numpy and Python states were kept restore the torch states only)."""
+    gen.set_state(state["gen"].cpu())  # generator states are CPU byte tensors, whatever the device
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    if "numpy" in state:
+        np.random.set_state(state["numpy"])
+    if "python" in state:
+        version, internal, gauss_next = state["python"]
+        random.setstate((version, tuple(internal), gauss_next))
 
 
 # ----------------------------------------------------------------------------
@@ -442,7 +460,7 @@ def fit(config: TrainConfig, resume: bool = False, *,
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if resume and out_dir is not None and (out_dir / CHECKPOINT).exists():
-        ckpt = torch.load(out_dir / CHECKPOINT, map_location=device, weights_only=False)
+        ckpt = load_checkpoint(out_dir / CHECKPOINT)  # weights_only: refuses files that would run code
         saved = TrainConfig.from_dict(ckpt["config"]).identity()
         if saved != config.identity():
             changed = sorted(k for k in saved if saved[k] != config.identity().get(k))
@@ -509,7 +527,7 @@ def fit(config: TrainConfig, resume: bool = False, *,
                    "epoch_sec": train_sec, "images_per_sec": steps * config.batch_size / train_sec}
             history.append(row)
             if writer:
-                atomic_torch_save({
+                save_checkpoint({
                     "config": config.to_dict(), "epoch": epoch, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "criterion": criterion.state_dict(), "rng": _gather_rng(gen, world),
