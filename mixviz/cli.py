@@ -106,10 +106,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         if args.out is not None:
             run = fit(replace(config, out_dir=args.out), resume=args.resume)
-        elif distributed:
-            path = runs.run_dir(config, args.runs)
-            run = fit(replace(config, out_dir=str(path)), resume=True)
-        else:
+        else:  # under torchrun too: rank 0 takes the run's lock and decides for every rank
             run = runs.load_or_train(config, args.runs, retrain=args.retrain)
         rank, _ = _dist_info()
         if rank == 0:
