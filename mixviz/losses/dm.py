@@ -50,16 +50,19 @@ def _dm_weights(shares: torch.Tensor, same: torch.Tensor, eta: float, mode: str,
     """``[B, 2]`` weights ``eta * share**p`` of the decoupled terms of classes
     (a, b), zeroed by the mode's threshold and where ``same`` (``[B, 1]``,
     ``a == b``) is true.  ``0**0 = 1``, so ``p = 0`` gives a constant ``eta``.
-    Written with ``where`` and float products (a broadcast boolean ``&`` is a
-    slow path on CPUs)."""
-    keep = torch.full_like(shares[:, :1], eta).masked_fill_(same, 0.0)  # [B, 1]: eta, or 0 when a == b
-    base = None if lam_power == 0 else shares if lam_power == 1 else shares.pow(lam_power)
-    if mode == "both":
-        return keep.expand_as(shares) if base is None else base * keep
-    cond = shares < thr if mode == "less" else shares >= thr
-    if base is None:
-        return torch.where(cond, keep, 0.0)
-    return torch.where(cond, base, 0.0).mul_(keep)
+    In-place fills instead of boolean products (a broadcast boolean ``&`` or a
+    multiply by a boolean are slow paths on CPUs)."""
+    if lam_power == 0:
+        weights = torch.full_like(shares, eta)
+    elif lam_power == 1:
+        weights = shares * eta
+    else:
+        weights = shares.pow(lam_power).mul_(eta)
+    if mode == "less":
+        weights.masked_fill_(shares >= thr, 0.0)
+    elif mode == "more":
+        weights.masked_fill_(shares < thr, 0.0)
+    return weights.masked_fill_(same, 0.0)
 
 
 def _rest_logsumexp(z: torch.Tensor, pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,8 +143,9 @@ def _dm(z: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor
 
 def _dm_rows(z: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor, eta: float, mode: str,
              thr: float, lam_power: float, with_mce: bool, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per-row DM loss ``[B]`` and, when ``need_grad``, its gradient ``[B, C]``
-    (of the rows' sum).  The formulas are in :class:`_DecoupledMixupRows`."""
+    """The DM loss per row and class of the pair ``[B, 2]`` (a row's loss is
+    the sum of its two entries) and, when ``need_grad``, the gradient ``[B, C]``
+    of the total.  The formulas are in :class:`_DecoupledMixupRows`."""
     same = y_a == y_b
     lam = lam.masked_fill(same, 1.0)  # a == b: all of the target on a
     shares = torch.stack((lam, 1.0 - lam), 1)
@@ -168,7 +172,7 @@ def _dm_rows(z: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.T
         grad_pair = pulled.neg_()
     if need_grad:
         grad = prob_rest.mul_(coef).scatter_add_(1, pair, grad_pair)
-    return rows.sum(1), grad
+    return rows, grad
 
 
 _COMPILED: dict[str, Any] = {}
@@ -231,7 +235,7 @@ class _DecoupledMixupRows(torch.autograd.Function):
         if grad is not None:
             ctx.save_for_backward(grad)
         if scale is None:
-            return rows
+            return rows.sum(1)
         return rows.sum() if scale == 1.0 else rows.sum().mul_(scale)
 
     @staticmethod
