@@ -318,8 +318,8 @@ def distributed_check(device: torch.device) -> Check:
     if dist.is_initialized():
         return Check("correctness", name, "skip", "a process group is already running in this process")
     with tempfile.TemporaryDirectory() as tmp:
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
+        if device.type == "cuda":  # NCCL uses the current device; "cuda" alone names no index
+            torch.cuda.set_device(device.index if device.index is not None else torch.cuda.current_device())
         dist.init_process_group(backend, init_method=f"file://{tmp}/store", rank=0, world_size=1)
         try:
             t = torch.arange(1.0, 5.0, device=device)
