@@ -87,7 +87,8 @@ def package_versions() -> list[dict[str, Any]]:
 def checks(device: torch.device) -> Iterator[Check]:
     def versions() -> tuple[str, str, dict[str, Any]]:
         info = device_info(device)
-        parts = [f"torch {info['torch']}", f"Python {info['python']}", f"{info['cpu_cores']} CPU cores"]
+        parts = [f"torch {info['torch']}", f"Python {info['python']}", f"{info['cpu_cores']} CPU cores",
+                 f"{info['torch_threads']} torch thread(s)"]
         if device.type == "cuda":
             parts += [f"{info['device_name']} ({info['memory_gib']} GiB, sm {info['capability']})",
                       f"CUDA {info['cuda']}", f"cuDNN {info['cudnn']}", f"NCCL {info['nccl']}"]

@@ -53,20 +53,21 @@ def run_check(section: str, name: str, fn: Callable[[], tuple[str, str, dict[str
     this check's section and name).  An
     exception is a failure whose detail is the exception (type, message and
     the innermost line of mixviz code that raised), so a check never stops the
-    doctor and its failure is named.  ``data`` is merged into the check's data.
+    doctor and its failure is named.  ``data`` is merged into the check's
+    data, with ``cpu_seconds`` (the process's CPU time the check took).
     """
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         out = fn()
     except Exception as err:  # noqa: BLE001 -- every failure becomes a named, reported check
-        return Check(section, name, "fail", _describe(err), time.perf_counter() - t0, dict(data))
-    if isinstance(out, Check):
-        out.section, out.name = section, name
-        out.seconds = out.seconds or time.perf_counter() - t0
-        out.data = {**data, **out.data}
-        return out
-    status, detail, more = out
-    return Check(section, name, status, detail, time.perf_counter() - t0, {**data, **more})
+        out = Check(section, name, "fail", _describe(err))
+    if not isinstance(out, Check):
+        status, detail, more = out
+        out = Check(section, name, status, detail, data=more)
+    out.section, out.name = section, name
+    out.seconds = out.seconds or time.perf_counter() - t0
+    out.data = {**data, **out.data, "cpu_seconds": round(time.process_time() - c0, 2)}
+    return out
 
 
 def _describe(err: BaseException) -> str:
