@@ -703,3 +703,36 @@ def test_write_plots_draws_one_png_per_data_set(tmp_path):
     for p in paths:
         with Image.open(p) as img:
             assert img.format == "PNG" and img.mode == "P"
+
+
+# ---------------------------------------------------------------------------- the DM sweep
+
+
+def sweep_results():
+    rows = []
+    for seed, (ce, d1, d2) in enumerate([(0.80, 0.82, 0.79), (0.84, 0.85, 0.80), (0.82, 0.85, 0.78)]):
+        base = dict(regime="noisy", dataset="clutter", model="m", policy="cutmix", seed=seed, ece=0.1, nll=1.0,
+                    mixed_top1=0.5, mixed_top2=0.2, sec_per_epoch=1.0, epochs=1, alpha=1.0, label_noise=0.4,
+                    eval_policy="cutmix", run_id="r")
+        rows.append(dict(base, method="cutmix+mixup_ce", loss="mixup_ce", test_acc=ce, loss_options="{}"))
+        rows.append(dict(base, method="cutmix+dm eta=0.1 both", loss="dm", test_acc=d1,
+                         loss_options='{"eta": 0.1, "lam_power": 1.0, "mode": "both"}'))
+        rows.append(dict(base, method="cutmix+dm eta=1 less", loss="dm", test_acc=d2,
+                         loss_options='{"eta": 1.0, "lam_power": 1.0, "mode": "less"}'))
+        rows.append(dict(base, method="cutmix+dm", loss="dm", test_acc=d2,
+                         loss_options='{"eta": 0.1, "lam_power": 0.5, "mode": "less"}'))
+    return pd.DataFrame(rows)
+
+
+def test_sweep_table_pairs_each_dm_strength_with_the_mixup_ce():
+    table = experiments.sweep_table(sweep_results())
+    assert list(zip(table.eta, table["mode"])) == [(0.1, "both"), (1.0, "less")]   # the un-swept dm row is left out
+    assert list(table.policy) == ["cutmix", "cutmix"] and list(table.seeds) == [3, 3]
+    assert table.test_acc[0] == pytest.approx(np.mean([0.02, 0.01, 0.03]))
+    assert table.test_acc[1] == pytest.approx(np.mean([-0.01, -0.04, -0.04]))
+    assert table.test_acc_ci[0] == pytest.approx(T95[2] * np.std([0.02, 0.01, 0.03], ddof=1) / math.sqrt(3))
+    md = experiments.sweep_markdown(table)
+    assert md.startswith("**noisy, cutmix**: DM minus mixup CE")
+    assert "| 0.1 | both | 3 | +2.0 ± 2.5 |" in md          # the interval includes 0: no *
+    with pytest.raises(ValueError, match="sweep"):
+        experiments.sweep_table(hand_results())
