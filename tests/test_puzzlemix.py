@@ -373,14 +373,15 @@ def test_options_are_checked():
     x, _ = images(2, size=8)
     y = torch.zeros(2, dtype=torch.long)
     model = EnergyModel()
-    for options, error, name in [({"n_labels": 4}, ValueError, "n_labels"), ({"n_labels": 1}, ValueError, "n_labels"),
-                                 ({"n_labels": True}, TypeError, "n_labels"), ({"t_size": -1}, ValueError, "t_size"),
-                                 ({"t_size": 0}, ValueError, "t_size"), ({"t_eps": -0.1}, ValueError, "t_eps"),
-                                 ({"adv_p": 1.5}, ValueError, "adv_p"), ({"adv_p": -0.1}, ValueError, "adv_p"),
-                                 ({"adv_eps": -1.0}, ValueError, "adv_eps"), ({"clean_lam": -1}, ValueError, "clean_lam"),
-                                 ({"transport": "yes"}, TypeError, "transport"), ({"block_num": 16}, ValueError, "block_num"),
-                                 ({"eta": -1.0}, ValueError, "eta"), ({"saliency_mode": "test"}, ValueError, "saliency_mode"),
-                                 ({"neigh_size": 0}, ValueError, "neigh_size")]:
+    cases = [({"n_labels": 4}, ValueError, "n_labels"), ({"n_labels": 1}, ValueError, "n_labels"),
+             ({"n_labels": True}, TypeError, "n_labels"), ({"t_size": -1}, ValueError, "t_size"),
+             ({"t_size": 0}, ValueError, "t_size"), ({"t_eps": -0.1}, ValueError, "t_eps"),
+             ({"adv_p": 1.5}, ValueError, "adv_p"), ({"adv_p": -0.1}, ValueError, "adv_p"),
+             ({"adv_eps": -1.0}, ValueError, "adv_eps"), ({"clean_lam": -1}, ValueError, "clean_lam"),
+             ({"transport": "yes"}, TypeError, "transport"), ({"block_num": 16}, ValueError, "block_num"),
+             ({"eta": -1.0}, ValueError, "eta"), ({"saliency_mode": "test"}, ValueError, "saliency_mode"),
+             ({"neigh_size": 0}, ValueError, "neigh_size")]
+    for options, error, name in cases:
         with pytest.raises(error, match=name):
             mix("puzzlemix", x, y, model=model, **options)
     with pytest.raises(TypeError, match="n_labels"):  # not an option of the reduced variant

@@ -3,6 +3,7 @@ metrics consume."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -137,6 +138,23 @@ def cell_index(size: int, cells: int, device: torch.device | str | None = None) 
     return torch.arange(size, device=device) * cells // size
 
 
+@functools.lru_cache(maxsize=32)
+def _cell_tables(h: int, w: int, g: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """For an h x w image split into g x g cells: the cell of every pixel
+    [h*w], and for every source cell s and destination pixel p the pixel of s
+    that p shows when s is moved to p's cell [g*g, h*w] (flat indices)."""
+    rows, cols = cell_index(h, g, device), cell_index(w, g, device)
+    row_start = (torch.arange(g + 1, device=device) * h + g - 1) // g  # first pixel of each cell, and the end
+    col_start = (torch.arange(g + 1, device=device) * w + g - 1) // g
+    r_off = torch.arange(h, device=device) - row_start[rows]  # offset of each pixel in its cell
+    c_off = torch.arange(w, device=device) - col_start[cols]
+    sr = torch.arange(g, device=device)
+    r = row_start[sr, None] + torch.minimum(r_off[None, :], (row_start[sr + 1] - row_start[sr] - 1)[:, None])  # [g, h]
+    q = col_start[sr, None] + torch.minimum(c_off[None, :], (col_start[sr + 1] - col_start[sr] - 1)[:, None])  # [g, w]
+    table = (r[:, None, :, None] * w + q[None, :, None, :]).reshape(g * g, h * w)
+    return (rows[:, None] * g + cols[None, :]).reshape(-1), table
+
+
 def move_cells(maps: torch.Tensor, sources: torch.Tensor, fill: float | torch.Tensor = 0.0) -> torch.Tensor:
     """Move the cells of per-sample maps: ``out[i]`` shows in cell ``j`` of a
     G x G grid the cell ``sources[i, j]`` of ``maps[i]``, or ``fill`` where
@@ -151,24 +169,14 @@ def move_cells(maps: torch.Tensor, sources: torch.Tensor, fill: float | torch.Te
     """
     b, c, h, w = maps.shape
     g = sources.shape[-1]
-    device = maps.device
-    rows, cols = cell_index(h, g, device), cell_index(w, g, device)
-    row_start = (torch.arange(g + 1, device=device) * h + g - 1) // g  # first pixel row of each cell (and the end)
-    col_start = (torch.arange(g + 1, device=device) * w + g - 1) // g
-    src = sources.reshape(b, g * g)[:, (rows[:, None] * g + cols[None, :]).reshape(-1)]  # [B, H*W] source cell
-    empty = src < 0
-    src = src.clamp_min(0)
-    sr, sc = src // g, src % g
-    r_off = (torch.arange(h, device=device) - row_start[rows])[:, None].expand(h, w).reshape(-1)
-    c_off = (torch.arange(w, device=device) - col_start[cols])[None, :].expand(h, w).reshape(-1)
-    r = row_start[sr] + torch.minimum(r_off, row_start[sr + 1] - row_start[sr] - 1)
-    q = col_start[sc] + torch.minimum(c_off, col_start[sc + 1] - col_start[sc] - 1)
-    flat = (r * w + q).unsqueeze(1).expand(b, c, h * w)
-    out = maps.reshape(b, c, h * w).gather(2, flat)
-    fill = torch.as_tensor(fill, dtype=maps.dtype, device=device)
+    pixel_cell, table = _cell_tables(h, w, g, maps.device)
+    src = sources.reshape(b, g * g)[:, pixel_cell]  # [B, H*W]: the source cell each pixel shows
+    flat = table[src.clamp_min(0), torch.arange(h * w, device=maps.device)]
+    out = maps.reshape(b, c, h * w).gather(2, flat.unsqueeze(1).expand(b, c, h * w))
+    fill = torch.as_tensor(fill, dtype=maps.dtype, device=maps.device)
     if fill.dim() == 1:
         fill = fill[None, :, None]
-    out = torch.where(empty.unsqueeze(1), fill, out).reshape(b, c, h, w)
+    out = torch.where((src < 0).unsqueeze(1), fill, out).reshape(b, c, h, w)
     if maps.is_contiguous(memory_format=torch.channels_last) and not maps.is_contiguous():
         out = out.contiguous(memory_format=torch.channels_last)  # keep the caller's layout
     return out

@@ -47,14 +47,17 @@ parts of one PyMaxflow graph, so one ``maxflow()`` call solves the batch
 (PyMaxflow is already a dependency).  The original runs GCO's alpha-beta
 swap from all-zero labels, one pair at a time (8 worker processes), on the
 energy scaled by ``1000 n**2`` and truncated to integers; swap finds a
-local optimum.  Measured on 300 three-label instances of exactly that
-integer energy (``tests/data/puzzlemix_gco_reference.npz``, made by
-``tests/data/make_puzzlemix_gco_reference.py`` with gco-wrapper 3.0.9), the
-min cut's energy is never above GCO's and is equal on 231 of them (77 %);
-where they differ GCO is 0.03 % above the optimum on average (0.6 % at
-worst).  Per batch of 128 pairs
-the min cut takes about as long as GCO's serial swaps for n <= 8 and 2.5x
-less for n = 16 (the slowest case), see ``benchmarks/results/mixing.md``.
+local optimum.  On 300 three-label instances of exactly that integer
+energy (``tests/data/puzzlemix_gco_reference.npz``, made by
+``tests/data/make_puzzlemix_gco_reference.py`` with gco-wrapper 3.0.9;
+n = 2, 4, 8, 16), the min cut's energy is never above GCO's and equal on 257
+(86 %: all 80 at n = 2, 89 of 90 at n = 4, 70 of 90 at n = 8, 18 of 40 at
+n = 16); where they differ GCO is 0.21 % above the optimum on average (1.7 %
+at worst).  Per batch of 128 pairs, timed in interleaved rounds on one CPU
+thread, GCO's swaps one pair after the other take 105x (n = 2), 45x (4),
+7.8x (8) and 1.8x (16) the time of the batched min cut (on a 2-core
+machine shared with other jobs; the original spreads its swaps over 8
+worker processes).
 PyMaxflow's ``fastmin.abswap_grid`` / ``aexpansion_grid`` were not used: they
 take one label-cost matrix for the whole grid, not a weight per edge, and
 run one grid per call.  ``gco-wrapper`` has no wheel for Python 3.12 and
