@@ -286,7 +286,8 @@ def _column_winners(prop: torch.Tensor, pcost: torch.Tensor) -> torch.Tensor:
     at_low = pcost == low.gather(1, prop)
     first = torch.full((b, nc), nc, device=prop.device, dtype=torch.int64).scatter_reduce(
         1, prop, torch.where(at_low, rows, nc), "amin")  # first proposer at the column's minimum
-    lead = (prop == prop[:, :1]).cumprod(1).sum(1, keepdim=True)  # rows 0 .. lead-1 all propose row 0's column
+    # rows 0 .. lead-1 all propose row 0's column
+    lead = (prop == prop[:, :1]).to(torch.int64).cumprod(1).sum(1, keepdim=True)
     first_free = torch.zeros((b, nc), device=prop.device, dtype=torch.int64).scatter_(1, prop[:, :1], lead)
     wins = (first < nc) & ((low != 0) | (first < first_free))
     return torch.where(wins, first, -1)
