@@ -100,9 +100,10 @@ def test_grid_is_regimes_x_seeds_x_methods(name):
     cs = experiments.cells(p)
     expected = []
     for regime in p.bases:
-        for seed in p.seeds:
-            expected += [(regime, f"{pol}+{loss}", seed) for pol in p.policies for loss in methods(pol)]
-            expected += [(regime, v.label, seed) for v in p.variants]
+        for seed in p.all_seeds:
+            expected += [(regime, f"{pol}+{loss}", seed) for pol in p.policies for loss in methods(pol)
+                         if seed in p.seeds_of(f"{pol}+{loss}")]
+            expected += [(regime, v.label, seed) for v in p.variants if seed in p.seeds_of(v.label)]
     assert [(c.regime, c.method, c.config.seed) for c in cs] == expected
     assert len({(c.regime, c.method, c.config.seed) for c in cs}) == len(cs)
     for c in cs:
@@ -736,3 +737,14 @@ def test_sweep_table_pairs_each_dm_strength_with_the_mixup_ce():
     assert "| 0.1 | both | 3 | +2.0 ± 2.5 |" in md          # the interval includes 0: no *
     with pytest.raises(ValueError, match="sweep"):
         experiments.sweep_table(hand_results())
+
+
+def test_method_seeds_give_some_methods_more_seeds():
+    p = Preset("t", "", bases={"moons": MOONS_BASE}, policies=("none", "mixup"), seeds=(0,),
+               method_seeds={"none+ce": (0, 1, 2), "mixup+mixup_ce": (0, 1, 2)})
+    assert p.all_seeds == (0, 1, 2) and p.seeds_of("mixup+dm") == (0,)
+    keys = [(c.method, c.config.seed) for c in experiments.cells(p)]
+    assert keys == [("none+ce", 0), ("mixup+mixup_ce", 0), ("mixup+dm", 0), ("none+ce", 1), ("mixup+mixup_ce", 1),
+                    ("none+ce", 2), ("mixup+mixup_ce", 2)]
+    # seeds given explicitly apply to every method
+    assert len(experiments.cells(p, seeds=(5,))) == 3
