@@ -387,12 +387,14 @@ def _check_mixed(mixed: Any, object_masks: Any) -> None:
             raise ValueError(f"object_masks must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
 
 
-def _partner_in_place(policy: str) -> bool:
-    """False for policies that paste a rescaled partner (ResizeMix)."""
+def _partner_in_place(mixed: MixedBatch) -> bool:
+    """False for policies that paste a rescaled partner (ResizeMix).  Pixels
+    moved by a transport the batch records (PuzzleMix) are followed by
+    :meth:`MixedBatch.carry`; PuzzleMix without transport is an exact lerp."""
     from mixviz.mixing import POLICIES
 
-    info = POLICIES.get(policy)
-    return True if info is None else info.exact_lerp
+    info = POLICIES.get(mixed.policy)
+    return info is None or info.exact_lerp or mixed.transport is not None or mixed.policy == "puzzlemix"
 
 
 def object_visibility(mixed: MixedBatch, object_masks: torch.Tensor,
@@ -401,21 +403,24 @@ def object_visibility(mixed: MixedBatch, object_masks: torch.Tensor,
 
     With the mixing mask ``m`` (the share of each pixel taken from sample a)
     and the object masks ``o_a = object_masks[i]``, ``o_b =
-    object_masks[index[i]]``:
+    object_masks[index[i]]``, each moved as the batch moved its pixels
+    (``T_a``, ``T_b``: PuzzleMix's transport, :meth:`MixedBatch.carry`; the
+    identity for every other policy):
 
-        vis_a = sum(m * o_a) / sum(o_a),    vis_b = sum((1 - m) * o_b) / sum(o_b)
+        vis_a = sum(m * T_a(o_a)) / sum(o_a),    vis_b = sum((1 - m) * T_b(o_b)) / sum(o_b)
 
+    so an object part that the transport dropped counts as hidden.
     Policies without a mask (mixup, input averaging, none) keep both objects
     whole but faded, and their visibility is defined as ``lam`` and ``1 - lam``.
     An empty object mask gives NaN.
 
-    The formula assumes the partner's pixels stay in place (every policy
-    whose ``policy_info(...).exact_lerp`` is true: CutMix, FMix, GridMix,
-    SmoothMix, SaliencyMix, PuzzleMix without transport).  ResizeMix pastes a
-    shrunk copy of the *whole* partner image, so its partner object is whole
-    (only smaller): ``vis_b`` is 1 when any pixel comes from the partner and 0
-    otherwise; ``vis_a`` uses the formula above.  Batches whose ``policy`` is
-    not a registered name are treated as in-place.
+    The formula assumes the partner's pixels stay in place or are moved by
+    the recorded transport (CutMix, FMix, GridMix, SmoothMix, SaliencyMix,
+    PuzzleMix: the policies whose ``policy_info(...).exact_lerp`` is true,
+    and PuzzleMix with or without transport).  ResizeMix pastes a shrunk copy of the *whole* partner image, so its
+    partner object is whole (only smaller): ``vis_b`` is 1 when any pixel
+    comes from the partner and 0 otherwise; ``vis_a`` uses the formula above.
+    Batches whose ``policy`` is not a registered name are treated as in-place.
 
     With ``min_weight`` the share of each pixel is thresholded first: a pixel
     of object a counts as visible when ``m >= min_weight`` (of b: ``1 - m >=
@@ -446,25 +451,20 @@ def object_visibility(mixed: MixedBatch, object_masks: torch.Tensor,
         if min_weight is not None:
             return (lam >= min_weight).to(torch.float32), (1.0 - lam >= min_weight).to(torch.float32)
         return lam.clone(), 1.0 - lam
-    obj_a = object_masks.to(torch.float32)
-    obj_b = obj_a[mixed.index]
-    m = mixed.mask.to(device=obj_a.device, dtype=torch.float32)
+    obj = object_masks.to(torch.float32)
+    moved_a, moved_b = mixed.carry(obj)
+    area_a = obj.sum(dim=(1, 2, 3))
+    area_b = area_a[mixed.index.to(obj.device)]
+    m = mixed.mask.to(device=obj.device, dtype=torch.float32)
     own_a, own_b = m, 1.0 - m                      # the weight of each image in each pixel
     if min_weight is not None:
         own_a, own_b = (own_a >= min_weight).to(torch.float32), (own_b >= min_weight).to(torch.float32)
-    vis_a = (own_a * obj_a).sum(dim=(1, 2, 3)) / obj_a.sum(dim=(1, 2, 3))
-    if _partner_in_place(mixed.policy):
-        vis_b = (own_b * obj_b).sum(dim=(1, 2, 3)) / obj_b.sum(dim=(1, 2, 3))
+    vis_a = (own_a * moved_a).sum(dim=(1, 2, 3)) / area_a
+    if _partner_in_place(mixed):
+        vis_b = (own_b * moved_b).sum(dim=(1, 2, 3)) / area_b
     else:
         vis_b = (own_b.sum(dim=(1, 2, 3)) > 0).to(torch.float32)
-        vis_b = torch.where(obj_b.sum(dim=(1, 2, 3)) > 0, vis_b, torch.nan)
-    return vis_a, vis_b
-    vis_a = (m * obj_a).sum(dim=(1, 2, 3)) / obj_a.sum(dim=(1, 2, 3))
-    if _partner_in_place(mixed.policy):
-        vis_b = ((1.0 - m) * obj_b).sum(dim=(1, 2, 3)) / obj_b.sum(dim=(1, 2, 3))
-    else:
-        vis_b = ((1.0 - m).sum(dim=(1, 2, 3)) > 0).to(torch.float32)
-        vis_b = torch.where(obj_b.sum(dim=(1, 2, 3)) > 0, vis_b, torch.nan)
+        vis_b = torch.where(area_b > 0, vis_b, torch.nan)
     return vis_a, vis_b
 
 

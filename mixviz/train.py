@@ -76,6 +76,7 @@ class TrainConfig:
     augment: bool | None = None
     eval_policy: str = "auto"
     eval_alpha: float = 1.0
+    eval_every: int = 1            # evaluate (test metrics, memorisation) every N epochs and at the last one
     dataset_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)
     policy_options: dict[str, Any] = field(default_factory=dict)
@@ -123,6 +124,7 @@ class TrainConfig:
         if self.eval_policy != "auto":
             check_choice("eval_policy", self.eval_policy, mixing.available())
         check_positive("eval_alpha", self.eval_alpha)
+        check_positive("eval_every", self.eval_every, integer=True)
         for name in ("dataset_options", "model_options", "policy_options", "loss_options"):
             if not isinstance(getattr(self, name), dict):
                 raise TypeError(f"{name} must be a dict, got {type(getattr(self, name)).__name__}")
@@ -519,9 +521,11 @@ def fit(config: TrainConfig, resume: bool = False, *,
             if world > 1:
                 dist.all_reduce(loss_sum)
                 loss_sum /= world
-            row = _evaluate_epoch(model, eval_images, eval_labels, eval_policy, config, amp, metrics, eval_masks)
-            if probe is not None:
-                row.update(metrics.memorisation(evaluate(model, probe[0], probe[1], amp=amp), probe[1], probe[2]))
+            row = {}
+            if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+                row = _evaluate_epoch(model, eval_images, eval_labels, eval_policy, config, amp, metrics, eval_masks)
+                if probe is not None:
+                    row.update(metrics.memorisation(evaluate(model, probe[0], probe[1], amp=amp), probe[1], probe[2]))
             row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                    "train_loss": float(loss_sum) / max(1, steps), **row,
                    "epoch_sec": train_sec, "images_per_sec": steps * config.batch_size / train_sec}
@@ -561,7 +565,7 @@ def _gather_rng(gen: torch.Generator, world: int) -> Any:
 
 
 #: Training images whose predictions are checked each epoch for memorisation of noisy labels (the first ones).
-MEMORISATION_PROBE = 4096
+MEMORISATION_PROBE = 1024
 
 
 def _memorisation_probe(train_set: Any, device: torch.device) -> tuple[torch.Tensor, ...] | None:

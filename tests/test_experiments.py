@@ -100,9 +100,10 @@ def test_grid_is_regimes_x_seeds_x_methods(name):
     cs = experiments.cells(p)
     expected = []
     for regime in p.bases:
-        for seed in p.seeds:
-            expected += [(regime, f"{pol}+{loss}", seed) for pol in p.policies for loss in methods(pol)]
-            expected += [(regime, v.label, seed) for v in p.variants]
+        for seed in p.all_seeds:
+            expected += [(regime, f"{pol}+{loss}", seed) for pol in p.policies for loss in methods(pol)
+                         if seed in p.seeds_of(f"{pol}+{loss}")]
+            expected += [(regime, v.label, seed) for v in p.variants if seed in p.seeds_of(v.label)]
     assert [(c.regime, c.method, c.config.seed) for c in cs] == expected
     assert len({(c.regime, c.method, c.config.seed) for c in cs}) == len(cs)
     for c in cs:
@@ -703,3 +704,47 @@ def test_write_plots_draws_one_png_per_data_set(tmp_path):
     for p in paths:
         with Image.open(p) as img:
             assert img.format == "PNG" and img.mode == "P"
+
+
+# ---------------------------------------------------------------------------- the DM sweep
+
+
+def sweep_results():
+    rows = []
+    for seed, (ce, d1, d2) in enumerate([(0.80, 0.82, 0.79), (0.84, 0.85, 0.80), (0.82, 0.85, 0.78)]):
+        base = dict(regime="noisy", dataset="clutter", model="m", policy="cutmix", seed=seed, ece=0.1, nll=1.0,
+                    mixed_top1=0.5, mixed_top2=0.2, sec_per_epoch=1.0, epochs=1, alpha=1.0, label_noise=0.4,
+                    eval_policy="cutmix", run_id="r")
+        rows.append(dict(base, method="cutmix+mixup_ce", loss="mixup_ce", test_acc=ce, loss_options="{}"))
+        rows.append(dict(base, method="cutmix+dm eta=0.1 both", loss="dm", test_acc=d1,
+                         loss_options='{"eta": 0.1, "lam_power": 1.0, "mode": "both"}'))
+        rows.append(dict(base, method="cutmix+dm eta=1 less", loss="dm", test_acc=d2,
+                         loss_options='{"eta": 1.0, "lam_power": 1.0, "mode": "less"}'))
+        rows.append(dict(base, method="cutmix+dm", loss="dm", test_acc=d2,
+                         loss_options='{"eta": 0.1, "lam_power": 0.5, "mode": "less"}'))
+    return pd.DataFrame(rows)
+
+
+def test_sweep_table_pairs_each_dm_strength_with_the_mixup_ce():
+    table = experiments.sweep_table(sweep_results())
+    assert list(zip(table.eta, table["mode"])) == [(0.1, "both"), (1.0, "less")]   # the un-swept dm row is left out
+    assert list(table.policy) == ["cutmix", "cutmix"] and list(table.seeds) == [3, 3]
+    assert table.test_acc[0] == pytest.approx(np.mean([0.02, 0.01, 0.03]))
+    assert table.test_acc[1] == pytest.approx(np.mean([-0.01, -0.04, -0.04]))
+    assert table.test_acc_ci[0] == pytest.approx(T95[2] * np.std([0.02, 0.01, 0.03], ddof=1) / math.sqrt(3))
+    md = experiments.sweep_markdown(table)
+    assert md.startswith("**noisy, cutmix**: DM minus mixup CE")
+    assert "| 0.1 | both | 3 | +2.0 ± 2.5 |" in md          # the interval includes 0: no *
+    with pytest.raises(ValueError, match="sweep"):
+        experiments.sweep_table(hand_results())
+
+
+def test_method_seeds_give_some_methods_more_seeds():
+    p = Preset("t", "", bases={"moons": MOONS_BASE}, policies=("none", "mixup"), seeds=(0,),
+               method_seeds={"none+ce": (0, 1, 2), "mixup+mixup_ce": (0, 1, 2)})
+    assert p.all_seeds == (0, 1, 2) and p.seeds_of("mixup+dm") == (0,)
+    keys = [(c.method, c.config.seed) for c in experiments.cells(p)]
+    assert keys == [("none+ce", 0), ("mixup+mixup_ce", 0), ("mixup+dm", 0), ("none+ce", 1), ("mixup+mixup_ce", 1),
+                    ("none+ce", 2), ("mixup+mixup_ce", 2)]
+    # seeds given explicitly apply to every method
+    assert len(experiments.cells(p, seeds=(5,))) == 3

@@ -178,3 +178,54 @@ def test_visible_pair_split_empty_groups_and_bad_options():
         metrics.mixed_topk_by_visibility(torch.randn(4, 4), mixed, objects, visible=1.5)
     with pytest.raises(ValueError, match="min_weight"):
         metrics.object_visibility(mixed, objects, min_weight=0)
+
+
+# --------------------------------------------------------------------------- in fit and on the command line
+
+
+def test_fit_records_memorisation_and_the_visible_pair_split(tmp_path):
+    from mixviz.train import TrainConfig, fit
+
+    config = TrainConfig(dataset="clutter", model="smallcnn", policy="mixup", loss="mixup_ce", epochs=3, batch_size=32,
+                         eval_every=2, progress=False, device="cpu", model_options=dict(width=4),
+                         dataset_options=dict(n_train=96, n_test=64, size=16, objects="shapes", label_noise=0.4))
+    run = fit(config)
+    h = run.history
+    assert list(h.epoch) == [1, 2, 3]
+    # evaluated at epoch 2 (every 2) and at the last epoch; epoch 1 has training numbers only
+    assert h.test_acc.isna().tolist() == [True, False, False] and h.train_loss.notna().all()
+    for col in ("memorised", "still_right", "clean_fit", "mixed_top2_both", "mixed_top2_one"):
+        assert h[col].notna().tolist() == [False, True, True], col
+    noisy = run.history.noisy_share.iloc[-1]
+    train = __import__("mixviz").data.load("clutter", "train", **config.dataset_options)
+    assert noisy == pytest.approx(float(train.noisy.float().mean()))
+    m = run.metrics
+    for key in ("memorised", "still_right", "cutmix_top2_both", "cutmix_top2_one", "mixup_top2_both",
+                "mixup_n_both", "cutmix_n_one"):
+        assert key in m, key
+    assert m["memorised"] + m["still_right"] <= 1.0 + 1e-6
+    assert m["cutmix_n_both"] + m["cutmix_n_one"] <= 64
+
+
+def test_clean_runs_have_no_memorisation_columns():
+    from mixviz.train import TrainConfig, fit
+
+    run = fit(TrainConfig(dataset="moons", model="mlp", epochs=1, batch_size=64, device="cpu", progress=False,
+                          dataset_options=dict(n=128)))
+    assert "memorised" not in run.history and "memorised" not in run.metrics
+    assert "cutmix_top2_both" not in run.metrics   # no object masks on points
+
+
+def test_cli_label_noise(capsys, runs_root):
+    import json
+
+    from mixviz.cli import main
+
+    argv = ["train", "--dataset", "moons", "--model", "mlp", "--epochs", "1", "--device", "cpu", "--no-progress",
+            "--label-noise", "0.3", "--noise-kind", "pair", "--dataset-option", "n=128"]
+    assert main(argv) == 0
+    (run_dir,) = runs_root.iterdir()
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["dataset_options"] == {"n": 128, "label_noise": 0.3, "noise_kind": "pair"}
+    assert main(["train", "--dataset", "moons", "--label-noise", "1.2", "--no-progress"]) == 2
+    assert "label_noise" in capsys.readouterr().err

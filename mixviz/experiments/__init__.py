@@ -43,10 +43,13 @@ from mixviz.experiments.tables import (
     paired_effects,
     summarize,
     summary_markdown,
+    sweep_markdown,
+    sweep_table,
+    SWEEP_METRICS,
 )
 
 __all__ = ["Preset", "Variant", "Cell", "PRESETS", "POLICIES", "CIFAR_ALPHA", "SWEEP_ETAS", "SWEEP_MODES", "preset",
            "methods", "method_config", "method_label", "cells", "grid", "dm_sweep_variants", "RESULT_COLUMNS",
            "result_row", "compare", "train_cells", "write_plots", "write_summary", "register_command",
            "SUMMARY_METRICS", "EFFECT_METRICS", "kind_of", "summarize", "paired_effects", "summary_markdown",
-           "effects_markdown", "headline"]
+           "effects_markdown", "headline", "sweep_table", "sweep_markdown", "SWEEP_METRICS"]

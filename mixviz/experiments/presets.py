@@ -67,6 +67,9 @@ class Preset:
         variants: extra method rows, after the standard ones.
         figure_regime: the regime whose runs ``mixviz figures`` draws (it
             needs a clutter regime: the pictures use its object masks).
+        method_seeds: ``{method label: seeds}`` for methods that run on other
+            seeds than ``seeds`` (e.g. a quick preset that gives the headline
+            comparison three seeds and the rest one).
     """
 
     name: str
@@ -80,6 +83,16 @@ class Preset:
     dm_options: dict[str, Any] = field(default_factory=dict)
     variants: tuple[Variant, ...] = ()
     figure_regime: str | None = None
+    method_seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def seeds_of(self, method: str) -> tuple[int, ...]:
+        """The seeds of ``method`` (its entry in ``method_seeds``, else ``seeds``)."""
+        return tuple(self.method_seeds.get(method, self.seeds))
+
+    @property
+    def all_seeds(self) -> tuple[int, ...]:
+        """Every seed some method runs on, sorted."""
+        return tuple(sorted({*self.seeds, *(s for seeds in self.method_seeds.values() for s in seeds)}))
 
     def dataset_of(self, regime: str) -> str:
         """The data set of ``regime``."""
@@ -145,7 +158,8 @@ def cells(p: Preset, *, seeds: Sequence[int] | None = None, policies: Sequence[s
           **overrides: Any) -> list[Cell]:
     """Every cell of preset ``p`` (optionally fewer seeds, policies, data sets
     or regimes; ``overrides`` go into every config), in the order regime,
-    seed, method."""
+    seed, method.  ``seeds`` given here apply to every method; otherwise each
+    method runs on :meth:`Preset.seeds_of`."""
     for pol in policies or ():
         check_choice("policies", pol, [*p.policies, *(v.policy for v in p.variants)])
     for ds in datasets or ():
@@ -158,16 +172,21 @@ def cells(p: Preset, *, seeds: Sequence[int] | None = None, policies: Sequence[s
         if (datasets and dataset not in datasets) or (regimes and regime not in regimes):
             continue
         base = {k: v for k, v in base.items() if k != "dataset"}
-        for seed in seeds if seeds is not None else p.seeds:
+        def wanted(method: str, seed: int) -> bool:
+            return seeds is not None or seed in p.seeds_of(method)
+
+        for seed in seeds if seeds is not None else p.all_seeds:
             for policy in p.policies:
                 if policies and policy not in policies:
                     continue
                 for loss in methods(policy):
+                    if not wanted(method_label(policy, loss), seed):
+                        continue
                     config = method_config(base, dataset, policy, loss, seed, _alpha(p, policy, loss), p.dm_kind,
                                            p.dm_options, **overrides)
                     out.append(Cell(regime, method_label(policy, loss), config))
             for v in p.variants:
-                if policies and v.policy not in policies:
+                if (policies and v.policy not in policies) or not wanted(v.label, seed):
                     continue
                 alpha = v.alpha if v.alpha is not None else _alpha(p, v.policy, v.loss)
                 dm_options = {**p.dm_options, **dict(v.loss_options)} if v.loss == "dm" else None

@@ -16,8 +16,8 @@ import pandas as pd
 from mixviz import stats
 from mixviz._validation import check_frame
 
-__all__ = ["SUMMARY_METRICS", "EFFECT_METRICS", "kind_of", "summarize", "paired_effects", "summary_markdown",
-           "effects_markdown", "headline"]
+__all__ = ["SUMMARY_METRICS", "EFFECT_METRICS", "SWEEP_METRICS", "kind_of", "summarize", "paired_effects",
+           "summary_markdown", "effects_markdown", "headline", "sweep_table", "sweep_markdown"]
 
 #: Metrics averaged per method (those present in the results).
 SUMMARY_METRICS = ("test_acc", "ece", "nll", "mixed_top1", "mixed_top2", "cutmix_top2_both", "cutmix_top2_one",
@@ -187,4 +187,61 @@ def summary_markdown(summary: pd.DataFrame, effects: pd.DataFrame | None = None)
             line = headline(summary, effects, regime)
             if line:
                 parts += [line, ""]
+    return "\n".join(parts)
+
+
+#: Metrics of the DM strength sweep (paired DM minus mixup CE).
+SWEEP_METRICS = ("test_acc", "ece", "mixed_top1", "mixed_top2", "cutmix_top2_both", "mixup_top2_both")
+
+
+def sweep_table(results: pd.DataFrame) -> pd.DataFrame:
+    """The DM strength sweep: for every DM row whose label names its eta (the
+    ``dm-sweep`` variants), the paired per-seed difference to the mixup-CE row
+    of its policy in the same regime, with ``eta``, ``mode`` and
+    ``lam_power`` read from its loss options.  One row per (regime, policy,
+    eta, mode), sorted by those."""
+    import json
+
+    check_frame("results", results, [*_GROUP, "seed", "test_acc", "loss_options"])
+    rows = results[(results["loss"] == "dm") & results["method"].str.contains(" eta=", regex=False)]
+    if rows.empty:
+        raise ValueError("results hold no DM sweep rows (methods named '<policy>+dm eta=<eta> <mode>')")
+    keep = results[results.index.isin(rows.index) | (results["loss"] == "mixup_ce")]
+    metrics = _present(results, SWEEP_METRICS)
+    parts = []
+    for regime, group in keep.groupby("regime", sort=False):
+        pairs = [((m,), (f"{m.split('+')[0]}+mixup_ce",)) for m in dict.fromkeys(group.loc[group["loss"] == "dm",
+                                                                                         "method"])]
+        table = stats.paired_table(group, [], ["method"], pairs, metrics)
+        if len(table):
+            table.insert(0, "regime", regime)
+            parts.append(table)
+    if not parts:
+        raise ValueError("no DM sweep row has a mixup-CE row of its policy to pair with")
+    table = pd.concat(parts, ignore_index=True)
+    options = rows.drop_duplicates("method").set_index("method")
+    parsed = [json.loads(options.loc[m, "loss_options"]) for m in table["treatment"]]
+    table.insert(1, "policy", [options.loc[m, "policy"] for m in table["treatment"]])
+    table.insert(2, "eta", [float(o["eta"]) for o in parsed])
+    table.insert(3, "mode", [o.get("mode", "both") for o in parsed])
+    table.insert(4, "lam_power", [float(o.get("lam_power", 1.0)) for o in parsed])
+    return table.sort_values(["regime", "policy", "eta", "mode"], kind="stable").reset_index(drop=True)
+
+
+def sweep_markdown(table: pd.DataFrame) -> str:
+    """:func:`sweep_table` as Markdown: one table per (regime, policy), DM minus
+    mixup CE in points with 95 % intervals (``*``: the interval excludes 0)."""
+    titles = {"test_acc": "test acc", "ece": "ECE", "mixed_top1": "mixed Top-1", "mixed_top2": "mixed Top-2",
+              "cutmix_top2_both": "Top-2 both visible (CutMix)", "mixup_top2_both": "Top-2 both visible (mixup)"}
+    cols = [m for m in SWEEP_METRICS if m in table.columns and table[m].notna().any()]
+    parts = []
+    for (regime, policy), group in table.groupby(["regime", "policy"], sort=False):
+        parts.append(f"**{regime}, {policy}**: DM minus mixup CE, paired per seed, in points "
+                     f"(± 95 % interval; * the interval excludes 0)\n")
+        parts.append("| eta | mode | seeds | " + " | ".join(titles[m] for m in cols) + " |")
+        parts.append("|---|---|---|" + "---|" * len(cols))
+        for r in group.to_dict("records"):
+            parts.append(f"| {r['eta']:g} | {r['mode']} | {r['seeds']} | " +
+                         " | ".join(_diff_cell(r, m) for m in cols) + " |")
+        parts.append("")
     return "\n".join(parts)

@@ -17,6 +17,8 @@ Each function draws inside :func:`mixviz.viz.style.theme` (seaborn
 :func:`method_comparison`      accuracy vs time, mean ± std over seeds
 :func:`method_bars`            one metric per method
 :func:`mismatch_scatter`       label share vs object visibility per policy
+:func:`memorisation_curves`    noisy labels memorised per epoch, per method
+:func:`dm_sweep`               DM minus mixup CE against the DM weight eta
 =============================  ==============================================
 
 >>> import matplotlib; matplotlib.use("Agg")
@@ -35,11 +37,13 @@ from mixviz.viz.boundary import decision_boundaries, probability_grid
 from mixviz.viz.calibration import display_bins, reliability_diagrams
 from mixviz.viz.comparison import method_bars, method_comparison, method_summary
 from mixviz.viz.curves import training_curves
+from mixviz.viz.memorisation import memorisation_curves, seed_band
 from mixviz.viz.mismatch import mismatch_scatter, mismatch_scatter_from_reports
 from mixviz.viz.mixed_accuracy import final_mixed_accuracy, mixed_accuracy_plot
 from mixviz.viz.samples import mixed_samples_gallery, soft_label_text
 from mixviz.viz.saliency import saliency_grid
 from mixviz.viz.style import method_colors, theme
+from mixviz.viz.sweep import dm_sweep
 
 __all__ = [
     "save",
@@ -60,4 +64,7 @@ __all__ = [
     "method_summary",
     "mismatch_scatter",
     "mismatch_scatter_from_reports",
+    "memorisation_curves",
+    "seed_band",
+    "dm_sweep",
 ]
