@@ -32,7 +32,8 @@ __all__ = ["time_methods", "gpu_epoch", "epoch_speed", "loss_speed", "DEFAULT_ME
 
 DEFAULT_METHODS = (("none", "ce"), ("mixup", "mixup_ce"), ("mixup", "dm"), ("cutmix", "mixup_ce"), ("cutmix", "dm"),
                    ("fmix", "mixup_ce"), ("resizemix", "mixup_ce"), ("gridmix", "mixup_ce"),
-                   ("average", "midpoint"), ("saliencymix", "mixup_ce"), ("puzzlemix", "mixup_ce"))
+                   ("average", "midpoint"), ("saliencymix", "mixup_ce"), ("puzzlemix", "mixup_ce"),
+                   ("puzzlemix_lite", "mixup_ce"))
 
 
 def _sync(device: torch.device) -> None:
