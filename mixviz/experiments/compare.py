@@ -154,14 +154,16 @@ def compare(p: Preset | str, out: str | os.PathLike, *, resume: bool = False,
             f"acc {run.metrics['test_acc']:.3f}, {seconds:.1f} s")
 
     train_cells(todo, runs_root, jobs, finished)
-    results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    if results.empty:
-        return results
+    table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    if table.empty:
+        return table
+    # The file keeps every row (a narrower call must not drop the others), the cells of this grid first, in
+    # grid order (workers finish out of order); the returned table is this grid's cells only.
     order = {(c.regime, c.method, c.config.seed): i for i, c in enumerate(grid_cells)}
-    results = results[[_key(r) in order for _, r in results.iterrows()]]
-    results = results.iloc[sorted(range(len(results)), key=lambda i: order[_key(results.iloc[i])])]
-    results = results.reset_index(drop=True)
-    _write_table(results, results_path)
+    position = [order.get(_key(r), len(order) + i) for i, (_, r) in enumerate(table.iterrows())]
+    table = table.iloc[sorted(range(len(table)), key=position.__getitem__)].reset_index(drop=True)
+    _write_table(table, results_path)
+    results = table[[_key(r) in order for _, r in table.iterrows()]].reset_index(drop=True)
     write_summary(results, out)
     if plots:
         write_plots(results, out)
