@@ -60,8 +60,10 @@ def _nan(value: Any) -> Any:
 
 
 def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run:
-    """Load a finished run: its config, model weights, history and metrics."""
-    from mixviz import data, losses, models
+    """Load a finished run: its config, model weights, history and metrics,
+    and the trained state of a policy that learns (AutoMix's mixer, in eval
+    mode, as ``Run.policy_state``; ``Run.mixer`` is what to mix with)."""
+    from mixviz import data, losses, mixing, models
 
     path = Path(path)
     if not is_finished(path):
@@ -73,11 +75,16 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
                          std=train_set.std, **config.model_options)
     model.load_state_dict(ckpt["model"])
     model.to(device).eval()
+    policy_state = mixing.build_state(config.policy, model, **config.policy_options)
+    if policy_state is not None:
+        policy_state.load_state_dict(ckpt["policy_state"])
+        policy_state.to(device).eval()
     criterion = losses.build(config.loss, num_classes=train_set.num_classes, **config.loss_options)
     criterion.load_state_dict(ckpt["criterion"])
     metrics = {k: _nan(v) for k, v in json.loads((path / "metrics.json").read_text()).items()}
     history = pd.read_csv(path / "history.csv")
-    return Run(config=config, model=model, history=history, metrics=metrics, path=path, criterion=criterion)
+    return Run(config=config, model=model, history=history, metrics=metrics, path=path, criterion=criterion,
+               policy_state=policy_state)
 
 
 def load_or_train(config: TrainConfig, root: str | os.PathLike | None = None, *,

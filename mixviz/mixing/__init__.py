@@ -11,13 +11,18 @@ True
 [('average', 'static'), ('cutmix', 'static')]
 
 Static policies (:mod:`.static`): ``none``, ``mixup``, ``cutmix``, ``fmix``,
-``resizemix``, ``gridmix``, ``smoothmix``, ``average``.  Dynamic policies
-(:mod:`.dynamic`, need ``model=``): ``saliencymix``, ``puzzlemix``.
+``resizemix``, ``gridmix``, ``smoothmix``, ``average``, and ``manifold``
+(:mod:`.manifold`, Manifold Mixup: mixes inside the network, so run the model
+with :func:`forward`).  Dynamic policies (need ``model=``): ``saliencymix``,
+``puzzlemix`` (:mod:`.dynamic`) and ``automix`` (:mod:`.automix`, a learned
+mixer: its ``model=`` is the state from :func:`build_state`).
 ``POLICIES[name]`` describes each one (kind, mask, 4-D images, options).
 """
 
 from __future__ import annotations
 
+from mixviz.mixing import automix, manifold  # the modules (their policy functions are mix("automix"), ...)
+from mixviz.mixing.automix import AutoMixPolicy, MixBlock
 from mixviz.mixing.batch import MixedBatch
 from mixviz.mixing.dynamic import (
     graph_cut_masks,
@@ -26,7 +31,17 @@ from mixviz.mixing.dynamic import (
     saliencymix,
     spectral_residual_saliency,
 )
-from mixviz.mixing.registry import POLICIES, Mix, PolicyInfo, available, mix, policy_info
+from mixviz.mixing.manifold import forward
+from mixviz.mixing.registry import (
+    POLICIES,
+    Mix,
+    PolicyInfo,
+    available,
+    build_state,
+    mix,
+    policy_info,
+    split_options,
+)
 from mixviz.mixing.static import (
     average,
     box_mask,
@@ -46,6 +61,9 @@ from mixviz.mixing.static import (
 __all__ = [
     "MixedBatch",
     "mix",
+    "forward",
+    "build_state",
+    "split_options",
     "available",
     "Mix",
     "POLICIES",
@@ -61,6 +79,8 @@ __all__ = [
     "smoothmix",
     "saliencymix",
     "puzzlemix",
+    "AutoMixPolicy",
+    "MixBlock",
     "sample_beta",
     "box_mask",
     "fourier_mask",

@@ -32,6 +32,13 @@ class MixedBatch:
             loss: a learning signal of the policy itself (AutoMix's mixer
             loss, PuzzleMix's clean-image loss).  The training step computes
             ``criterion(logits, batch) + aux_loss``; evaluation ignores it.
+        layer: None when ``inputs`` are mixed (pixel space).  Otherwise the
+            pair is mixed *inside the network* (Manifold Mixup): ``inputs``
+            are the unmixed batch and the network mixes its layer ``layer``
+            (a 0-dim int64 tensor on the batch's device, drawn from
+            ``layers``; see :class:`mixviz.models.HiddenMix`).  Run the model
+            with :func:`mixviz.mixing.forward`, which handles both cases.
+        layers: the layers ``layer`` was drawn from (empty when ``layer`` is None).
     """
 
     inputs: torch.Tensor
@@ -42,6 +49,8 @@ class MixedBatch:
     mask: torch.Tensor | None = None
     policy: str = "none"
     aux_loss: torch.Tensor | None = None
+    layer: torch.Tensor | None = None
+    layers: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         b = self.inputs.shape[0]
@@ -58,6 +67,17 @@ class MixedBatch:
                 raise ValueError(f"MixedBatch.mask must have shape [{b}, 1, H, W], got {tuple(self.mask.shape)}")
         if self.aux_loss is not None and (not isinstance(self.aux_loss, torch.Tensor) or self.aux_loss.dim() != 0):
             raise ValueError("MixedBatch.aux_loss must be None or a scalar (0-dim) tensor")
+        if self.layer is None:
+            if self.layers:
+                raise ValueError("MixedBatch.layers must be empty when layer is None")
+        else:
+            if (not isinstance(self.layer, torch.Tensor) or self.layer.dim() != 0
+                    or self.layer.dtype != torch.int64):
+                raise ValueError("MixedBatch.layer must be None or a 0-dim int64 tensor")
+            if (not isinstance(self.layers, tuple) or not self.layers
+                    or any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in self.layers)):
+                raise ValueError(f"MixedBatch.layers must be a non-empty tuple of ints >= 0 when layer is set, "
+                                 f"got {self.layers!r}")
 
     @classmethod
     def unmixed(cls, x: torch.Tensor, y: torch.Tensor) -> "MixedBatch":
