@@ -8,7 +8,7 @@
 >>> bool(torch.equal(batch.lam, batch.mask.mean((1, 2, 3))))
 True
 >>> sorted(mixing.available().items())[:2]
-[('average', 'static'), ('cutmix', 'static')]
+[('automix', 'dynamic'), ('average', 'static')]
 
 Static policies (:mod:`.static`): ``none``, ``mixup``, ``cutmix``, ``fmix``,
 ``resizemix``, ``gridmix``, ``smoothmix``, ``average``, and ``manifold``

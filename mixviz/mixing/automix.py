@@ -91,6 +91,11 @@ Deviations from the authors' code, and choices they leave open:
 * The mask is upsampled to the image size (``F.interpolate(size=...)``)
   rather than by the fixed factor ``2 ** mask_layer``; at 32 px both give 4.
 * Weight decay follows mixviz's rule (none on biases), for the MixBlock too.
+  The learning-rate schedule is the training config's (``fit``: cosine to 0);
+  the authors' CIFAR config decays only from 0.1 to 0.05, "for the momentum
+  encoder".
+* Under DistributedDataParallel each rank's EMA BatchNorm buffers follow its
+  own shard (they are used in eval mode only); a checkpoint holds rank 0's.
 * The MixBlock runs once on both branches stacked (the same numbers as two
   calls).  ``mask_adjust`` (0 on CIFAR) and SAMix's extra options are left out.
 """

@@ -82,7 +82,10 @@ def manifold(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generator:
     layers = _check_layers(layers)
     index, lam = _draw_pairs(x, alpha, generator, per_sample)
     pick = torch.randint(len(layers), (), generator=generator, device=x.device)
-    layer = torch.tensor(layers, dtype=torch.int64, device=x.device)[pick]
+    # layers[pick] with the layer ids as scalars: no host -> device copy (which waits for the device)
+    layer = torch.zeros((), dtype=torch.int64, device=x.device)
+    for i, k in enumerate(layers):
+        layer = layer + (pick == i) * k
     return MixedBatch(inputs=x, y_a=y, y_b=y[index], index=index, lam=_expand(lam, x.shape[0]),
                       policy="manifold", layer=layer, layers=layers)
 
