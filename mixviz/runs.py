@@ -106,4 +106,6 @@ def load_or_train(config: TrainConfig, root: str | os.PathLike | None = None, *,
     run = fit(replace(config, out_dir=str(path)), resume=True)
     if device is not None:
         run.model.to(device)
+        if run.policy_state is not None:  # AutoMix's mixer goes with its classifier
+            run.policy_state.to(device)
     return run
