@@ -563,6 +563,8 @@ def fit(config: TrainConfig, resume: bool = False, *,
                  params=sum(p.numel() for p in model.parameters()))
     if writer:
         atomic_write_json(out_dir / "metrics.json", final)
+    if policy_state is not None:
+        policy_state.eval()  # as load_run gives it: mixing with it afterwards predicts masks, it does not train
     return Run(config=config, model=model, history=hist, metrics=final, path=out_dir, criterion=criterion,
                policy_state=policy_state)
 

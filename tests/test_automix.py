@@ -308,6 +308,7 @@ def test_fit_trains_the_mixer_end_to_end(trained):
     assert np.isfinite(run.history["train_loss"]).all() and len(run.history) == 2
     state = run.policy_state
     assert isinstance(state, AutoMixPolicy) and state.classifier is run.model and run.mixer is state
+    assert not state.training  # like a loaded run's: the figures of a fresh run are the same
     for bias in (state.mix_block.query.bias, state.mix_block.value.bias):  # both start at 0
         assert bool((bias != 0).all())
     ema = dict(state.ema.named_parameters())
