@@ -40,6 +40,11 @@ One training step (openmixup's ``AutoMixup.forward_train``, CIFAR config):
 Defaults are the authors' CIFAR-100 ResNet-18 config (alpha 2 is the
 caller's ``alpha``; the training config keeps its own).
 
+Cost: two more passes through the network than a mixup step (the clean CE,
+forward and backward; the generation loss, forward and a backward to the
+input) plus the EMA's partial pass on the clean batch: about 3x a mixup step
+(small CNN on the CPU, ``benchmarks/bench_mixing.py``).
+
 How a stateful policy fits the package (one mechanism, no special cases):
 
 * The state is this ``nn.Module``, :class:`AutoMixPolicy`: the MixBlock
@@ -92,8 +97,8 @@ Deviations from the authors' code, and choices they leave open:
   rather than by the fixed factor ``2 ** mask_layer``; at 32 px both give 4.
 * Weight decay follows mixviz's rule (none on biases), for the MixBlock too.
   The learning-rate schedule is the training config's (``fit``: cosine to 0);
-  the authors' CIFAR config decays only from 0.1 to 0.05, "for the momentum
-  encoder".
+  the authors' CIFAR config decays only from 0.1 to 0.05, which its comment
+  ties to the EMA network.
 * Under DistributedDataParallel each rank's EMA BatchNorm buffers follow its
   own shard (they are used in eval mode only); a checkpoint holds rank 0's.
 * The MixBlock runs once on both branches stacked (the same numbers as two
