@@ -1,7 +1,9 @@
 """Time per batch of every mixing policy, CutMix against timm and torchvision,
-the cost of the dynamic policies in a full training step, and PuzzleMix's
+the cost of the dynamic policies in a full training step, PuzzleMix's
 cost per training step against a mixup step (published defaults, the reduced
-variant, each part, the adversarial and clean-loss options) with its parts.
+variant, each part, the adversarial and clean-loss options) with its parts,
+and the training step of AutoMix and Manifold Mixup against the mixup step
+(with a breakdown of AutoMix's step).
 
 One CPU thread, a batch of 256 x 3 x 32 x 32 floats in [0, 1], 10 classes,
 value checks off (as inside ``fit`` after its first step).  Candidates are
@@ -51,7 +53,9 @@ def small_cnn() -> nn.Module:
 
 def policy_table(x: torch.Tensor, y: torch.Tensor, model: nn.Module, rounds: int) -> tuple[list[str], dict]:
     gen = torch.Generator().manual_seed(0)
-    cands = {name: (lambda name=name: mixing.mix(name, x, y, generator=gen, model=model))
+    # a policy that learns (AutoMix) mixes with its state, in train mode: its call includes its own losses
+    mixers = {name: mixing.build_state(name, model) or model for name in mixing.available()}
+    cands = {name: (lambda name=name: mixing.mix(name, x, y, generator=gen, model=mixers[name]))
              for name in mixing.available()}
     static = [n for n, kind in mixing.available().items() if kind == "static"]
     dynamic = [n for n in cands if n not in static]
@@ -202,6 +206,72 @@ def puzzlemix_tables(rounds: int, device: str = "cpu") -> tuple[list[str], dict]
     return lines + ["", *part_lines], {**times, **part_times}
 
 
+LEARNED_BATCH = 128
+
+
+def learned_table(rounds: int) -> tuple[list[str], dict]:
+    """The training step of ``mixviz.train.make_step`` (augment, mix, forward,
+    mixup CE + the policy's own losses, backward, SGD, AutoMix's EMA update)
+    for mixup, Manifold Mixup and AutoMix, and the parts of AutoMix's step, all
+    in one interleaved run; small CNN, batch 128 x 3 x 32 x 32."""
+    from mixviz.bench import _setup
+    from mixviz.train import TrainConfig
+
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(LEARNED_BATCH, CHANNELS, SIZE, SIZE, generator=gen)
+    y = torch.randint(0, CLASSES, (LEARNED_BATCH,), generator=gen)
+    steps = {}
+    for policy in ("mixup", "manifold", "automix"):
+        config = TrainConfig(dataset="clutter", model="smallcnn", policy=policy, loss="mixup_ce", alpha=2.0,
+                             epochs=1, batch_size=LEARNED_BATCH, device="cpu", progress=False)
+        steps[policy] = _setup(config, CLASSES, (CHANNELS, SIZE, SIZE), torch.device("cpu"), 10_000)[1]
+
+    # AutoMix's step taken apart (the same computations as inside mixing.automix)
+    torch.manual_seed(0)
+    model = small_cnn().train()
+    state = mixing.build_state("automix", model)
+    index = torch.randperm(LEARNED_BATCH, generator=gen)
+    lam = mixing.sample_beta(2.0, LEARNED_BATCH, generator=gen)
+    feat = state.features(x)
+
+    def masks() -> torch.Tensor:
+        both = state.mix_block(torch.cat([feat, feat]), torch.cat([feat[index], feat[index.flip(0)]]),
+                               torch.cat([lam, lam]), (SIZE, SIZE))
+        both.mean().backward()
+        return both
+
+    mask = masks()[:LEARNED_BATCH].detach()
+
+    def generation() -> None:
+        m = mask.clone().requires_grad_(True)
+        F.cross_entropy(state.ema(torch.lerp(x[index], x, m)), y).backward()
+
+    def clean() -> None:
+        F.cross_entropy(model(x), y).backward()
+
+    parts = {
+        "EMA features of the clean batch (no grad)": lambda: state.features(x),
+        "MixBlock, both branches (forward + backward)": masks,
+        "generation loss: EMA network on the mixer's images, forward + input backward": generation,
+        "clean-image CE of the classifier, forward + backward": clean,
+        "EMA update": lambda: state.after_step(5000, 10_000),
+    }
+    cands = {**{f"step: {p}": (lambda p=p: steps[p](x, y)) for p in steps}, **parts}
+    times = interleaved(cands, rounds, block_s=0.0, warmup=2)
+    ref = "step: mixup"
+    lines = [f"| training step, small CNN, batch {LEARNED_BATCH} | ms | x mixup step |", "|---|---:|---:|"]
+    for name in cands:
+        lines.append(f"| {name} | {median_ms(times[name]):.1f} | {ratio(times, name, ref):.2f} |")
+    auto = ratio(times, "step: automix", ref)
+    top = max(parts, key=lambda n: ratio(times, n, ref))
+    lines.append(f"\nAutoMix step / mixup step: **{auto:.2f}x** (paired median; target <= 2x: "
+                 f"{'met' if auto <= 2.0 else 'NOT met'}); Manifold Mixup: "
+                 f"**{ratio(times, 'step: manifold', ref):.2f}x**.  The mixup step itself is AutoMix's "
+                 f"backbone loss; the largest part of AutoMix's extra work is the {top.split(',')[0]} "
+                 f"({ratio(times, top, ref):.2f}x a mixup step).")
+    return lines, times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=15)
@@ -255,6 +325,11 @@ def main() -> None:
                  "mix + forward + soft-target cross-entropy + backward + SGD step, small CNN.", "", *lines, ""]
     lines, _ = puzzlemix_tables(puzzle_rounds)
     sections += [*puzzle_intro, *lines, ""]
+    lines, _ = learned_table(args.rounds)
+    sections += ["## AutoMix and Manifold Mixup against the mixup step", "",
+                 "The training step of `mixviz.train.make_step` (random crop + flip, mix, forward, mixup CE plus "
+                 "the policy's own losses, backward, SGD step, AutoMix's EMA update), alpha 2, and the parts of "
+                 "AutoMix's step timed alone, all in one interleaved run.", "", *lines, ""]
     text = "\n".join(header + sections)
     print(text)
     try:

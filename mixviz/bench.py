@@ -32,8 +32,8 @@ __all__ = ["time_methods", "gpu_epoch", "epoch_speed", "loss_speed", "DEFAULT_ME
 
 DEFAULT_METHODS = (("none", "ce"), ("mixup", "mixup_ce"), ("mixup", "dm"), ("cutmix", "mixup_ce"), ("cutmix", "dm"),
                    ("fmix", "mixup_ce"), ("resizemix", "mixup_ce"), ("gridmix", "mixup_ce"),
-                   ("average", "midpoint"), ("saliencymix", "mixup_ce"), ("puzzlemix", "mixup_ce"),
-                   ("puzzlemix_lite", "mixup_ce"))
+                   ("average", "midpoint"), ("manifold", "mixup_ce"), ("saliencymix", "mixup_ce"),
+                   ("puzzlemix", "mixup_ce"), ("puzzlemix_lite", "mixup_ce"), ("automix", "mixup_ce"))
 
 
 def _sync(device: torch.device) -> None:
@@ -46,7 +46,7 @@ def _setup(config: TrainConfig, num_classes: int, in_shape: tuple[int, ...], dev
     """``(model, step)`` for ``config``; ``channels_last`` None: on for CUDA
     images; ``compile``: the step trains ``torch.compile(model)`` (mixing and
     the loss stay eager)."""
-    from mixviz import losses, models
+    from mixviz import losses, mixing, models
 
     torch.manual_seed(config.seed)
     model = models.build(config.model, num_classes, in_shape, **config.model_options).to(device)
@@ -58,13 +58,15 @@ def _setup(config: TrainConfig, num_classes: int, in_shape: tuple[int, ...], dev
     if config.loss == "dm" and not options:
         options = {k: v for k, v in losses.dm_defaults(config.policy).items() if k != "alpha"}
     criterion = losses.build(config.loss, num_classes=num_classes, **options).to(device)
-    optimizer = _build_optimizer(config, model)
+    state = mixing.build_state(config.policy, model, **config.policy_options)  # AutoMix's mixer; else None
+    optimizer = _build_optimizer(config, model, state)
     scheduler = _build_scheduler(config, optimizer, steps_per_epoch)
     gen = torch.Generator(device=device).manual_seed(config.seed)
     amp = device.type == "cuda" and config.amp != "off" or config.amp == "bf16"
     train_model = torch.compile(model) if compile else model
     step = make_step(config, model, train_model, criterion, optimizer, scheduler, gen, amp=amp,
-                     channels_last=channels_last, augment=len(in_shape) == 3)
+                     channels_last=channels_last, augment=len(in_shape) == 3, state=state,
+                     total_steps=steps_per_epoch * config.epochs)
     return model, step
 
 

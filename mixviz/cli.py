@@ -36,7 +36,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="mlp (2-D points), smallcnn, preact_resnet18, or a torchvision ResNet name. Default: %(default)s")
     g.add_argument("--policy", default=d["policy"].default,
                    help="mixing policy: none, mixup, cutmix, fmix, resizemix, gridmix, smoothmix, average, "
-                        "saliencymix, puzzlemix. Default: %(default)s")
+                        "manifold (Manifold Mixup, mixes inside the network), saliencymix, puzzlemix, "
+                        "automix (a learned mixer; its options, e.g. --policy-option momentum=0.999, set up its "
+                        "state). Default: %(default)s")
     g.add_argument("--loss", default=d["loss"].default, choices=LOSSES,
                    help="ce: plain cross-entropy; mixup_ce: mixup cross-entropy; dm: Decoupled Mixup; "
                         "midpoint: soft labels for the average policy. Default: %(default)s")

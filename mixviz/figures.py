@@ -31,7 +31,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -326,9 +326,8 @@ def fixed_mixed_batch(policy: str, images: torch.Tensor, labels: torch.Tensor, *
     finally:
         if model is not None:
             model.train(was_training)
-    return MixedBatch(inputs=mixed.inputs.detach(), y_a=mixed.y_a, y_b=mixed.y_b, index=mixed.index,
-                      lam=mixed.lam.detach(), mask=None if mixed.mask is None else mixed.mask.detach(),
-                      policy=mixed.policy)
+    return replace(mixed, inputs=mixed.inputs.detach(), lam=mixed.lam.detach(), aux_loss=None,
+                   mask=None if mixed.mask is None else mixed.mask.detach())  # keeps a hidden-layer mix's layer
 
 
 def _mask_function(policy: str) -> Callable[..., torch.Tensor] | None:
@@ -381,19 +380,23 @@ def dynamic_models(runs: Mapping[str, Run], policies: Sequence[str]) -> dict[str
     """A model for each dynamic policy in ``policies``: the one trained with
     that policy and the mixup cross-entropy (else any run of the policy, else
     the ``none+ce`` baseline) -- dynamic mixing asks a model where the
-    objects are."""
+    objects are.  A policy with a learned state (AutoMix) mixes with the
+    trained state of one of its own runs (``Run.mixer``): no fallback."""
     from mixviz.mixing import policy_info
 
     out = {}
     for policy in policies:
-        if not policy_info(policy).needs_model:
+        info = policy_info(policy)
+        if not info.needs_model:
             continue
-        candidates = [f"{policy}+mixup_ce", *[m for m in runs if m.startswith(f"{policy}+")], "none+ce"]
+        candidates = [f"{policy}+mixup_ce", *[m for m in runs if m.startswith(f"{policy}+")]]
+        if info.state is None:
+            candidates.append("none+ce")
         chosen = next((m for m in candidates if m in runs), None)
         if chosen is None:
-            raise ValueError(f"runs must hold a run of {policy!r} or 'none+ce' to mix with the dynamic "
-                             f"policy {policy!r}; has {sorted(runs)}")
-        out[policy] = runs[chosen].model
+            need = f"a run of {policy!r}" + (" (its trained mixer)" if info.state is not None else " or 'none+ce'")
+            raise ValueError(f"runs must hold {need} to mix with the dynamic policy {policy!r}; has {sorted(runs)}")
+        out[policy] = runs[chosen].mixer
     return out
 
 
@@ -880,7 +883,8 @@ def make_figures(runs: FigureRuns, out: str | os.PathLike, *, log: Callable[[str
     say(f"calibration, Top-1/Top-2, curves, comparison: {time.perf_counter() - t0:.1f} s")
 
     t0 = time.perf_counter()
-    all_policies = [p for p in _registry_policies() if p != "none"]
+    trained = {r.config.policy for r in clutter.values()}
+    all_policies = [p for p in _registry_policies() if p != "none" and (p in trained or not _learns(p))]
     mismatch_models = {**dynamic_models(clutter, all_policies)}
     reports = mismatch_reports(images, labels, masks, all_policies, models=mismatch_models)
     _save(viz.mismatch_scatter_from_reports(reports, share_threshold=MISMATCH_SHARE,
@@ -906,6 +910,13 @@ def _registry_policies() -> list[str]:
     from mixviz.mixing import available
 
     return list(available())
+
+
+def _learns(policy: str) -> bool:
+    """The policy has a learned state (AutoMix): it can only mix with a run of its own."""
+    from mixviz.mixing import policy_info
+
+    return policy_info(policy).state is not None
 
 
 # --------------------------------------------------------------------------- the command

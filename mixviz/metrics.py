@@ -289,7 +289,8 @@ def mixed_evaluation(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     scores are :func:`mixed_topk_accuracy` over the whole set.
 
     The model is put in eval mode and restored afterwards.  The forward pass
-    runs under ``torch.no_grad``; the mixing step runs with gradients enabled
+    (:func:`mixviz.mixing.forward`, so policies that mix inside the network,
+    Manifold Mixup, work too) runs under ``torch.no_grad``; the mixing step runs with gradients enabled
     (even inside a caller's ``no_grad``), since dynamic policies need the
     gradient of the input.
 
@@ -336,7 +337,7 @@ def mixed_evaluation(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
             raise ValueError(f"object_masks must hold one mask per image ({images.shape[0]}), "
                              f"got {object_masks.shape[0]}")
 
-    from mixviz.mixing import mix
+    from mixviz.mixing import forward, mix
 
     generator = torch.Generator(device=images.device).manual_seed(seed)
     was_training = model.training
@@ -349,7 +350,7 @@ def mixed_evaluation(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
             with torch.enable_grad():  # dynamic policies take the input gradient
                 mixed = mix(policy, x, y, alpha=alpha, generator=generator, model=model, **mix_options)
             with torch.no_grad():
-                logits.append(model(mixed.inputs.detach()).float())
+                logits.append(forward(model, mixed).float())
             y_a.append(mixed.y_a)
             y_b.append(mixed.y_b)
             if object_masks is not None:

@@ -4,11 +4,27 @@ PreAct-ResNet-18 used by the mixup papers, and torchvision's ResNets by name.
 Every image model starts with a :class:`Normalize` layer, so the data stay in
 [0, 1] (what pictures and attribution methods want) and the model does the
 per-channel standardisation itself.
+
+Hidden layers.  The MLP, the small CNN and the PreAct-ResNet-18 are
+:class:`StagedNet` s: ``forward(x) = head(stage_S(... stage_1(x)))``.  Layer
+``k`` is the boundary after ``k`` stages (0: the input as the first stage sees
+it, after :class:`Normalize`; ``S``: the last stage's output, before the
+head).  Two things use it:
+
+* ``model(x, mix_hidden=HiddenMix(...))`` mixes each sample with its partner
+  at one layer and carries on (Manifold Mixup).  It is a keyword of
+  ``forward``, so it passes through ``DistributedDataParallel``, whose
+  gradient sync needs the forward to go through the wrapper;
+* ``model.hidden(x, k)`` returns layer ``k`` (AutoMix's MixBlock reads the
+  features there).
+
+torchvision's ResNets have no such access; :func:`check_staged` says so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +32,8 @@ from torch import nn
 
 from mixviz._validation import check_positive
 
-__all__ = ["build", "available", "Normalize", "MLP", "SmallCNN", "PreActResNet18"]
+__all__ = ["build", "available", "Normalize", "MLP", "SmallCNN", "PreActResNet18", "StagedNet", "HiddenMix",
+           "check_staged"]
 
 _TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "wide_resnet50_2", "resnext50_32x4d")
 
@@ -37,8 +54,97 @@ class Normalize(nn.Module):
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
 
-class MLP(nn.Module):
-    """A ReLU MLP for 2-D points (decision-boundary pictures)."""
+class HiddenMix(NamedTuple):
+    """Mix every sample with its partner inside the network, at one layer.
+
+    At layer ``layer`` the hidden batch ``h`` becomes
+    ``lam * h + (1 - lam) * h[index]`` (per sample, ``lam`` [B]); gradients
+    flow through both terms.  ``layer`` is drawn from ``layers``; it may be a
+    0-dim integer tensor on the device, so that drawing it needs no host
+    sync: the network then applies ``torch.where(layer == k, lam, 1)`` at every
+    ``k`` in ``layers``, and weight 1 leaves ``h`` exactly as it is
+    (``torch.lerp`` returns its end point at weight 1), so the result is the
+    same as mixing at ``layer`` only.
+    """
+
+    layer: torch.Tensor | int
+    layers: tuple[int, ...]
+    index: torch.Tensor
+    lam: torch.Tensor
+
+    def __call__(self, k: int, h: torch.Tensor) -> torch.Tensor:
+        """Layer ``k`` of the network after mixing (``h`` unchanged where it does not mix)."""
+        if k not in self.layers:
+            return h
+        lam = self.lam
+        if isinstance(self.layer, int):
+            if self.layer != k:
+                return h
+        elif len(self.layers) > 1:
+            lam = torch.where(self.layer == k, lam, torch.ones_like(lam))
+        weight = lam.to(h.dtype).view(-1, *([1] * (h.dim() - 1)))
+        return torch.lerp(h[self.index], h, weight)
+
+
+class StagedNet(nn.Module):
+    """A network run as stages: ``forward(x) = head(stage_S(... stage_1(x)))``.
+
+    Subclasses set ``stage_channels`` (the channels, or features, of each
+    stage's output) and define ``_stage(k, h)`` (stage ``k + 1``) and
+    ``_head(h)``; ``_enter(x)`` prepares the input (the MLP flattens it).
+    """
+
+    stage_channels: tuple[int, ...] = ()
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.stage_channels)
+
+    def _enter(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def _stage(self, k: int, h: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, *, mix_hidden: HiddenMix | None = None) -> torch.Tensor:
+        """Logits of ``x``; with ``mix_hidden`` the batch is mixed at its layer
+        (see :class:`HiddenMix`)."""
+        if mix_hidden is not None:
+            _check_hidden_mix(mix_hidden, self.num_stages)
+        h = self._enter(x)
+        for k in range(self.num_stages):
+            if mix_hidden is not None:
+                h = mix_hidden(k, h)
+            h = self._stage(k, h)
+        if mix_hidden is not None:
+            h = mix_hidden(self.num_stages, h)
+        return self._head(h)
+
+    def hidden(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """Layer ``layer`` of ``x``: the batch after ``layer`` stages (0: ``x`` itself)."""
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer <= self.num_stages:
+            raise ValueError(f"layer must be an int in [0, {self.num_stages}] (the number of stages), got {layer!r}")
+        h = self._enter(x)
+        for k in range(layer):
+            h = self._stage(k, h)
+        return h
+
+
+def _check_hidden_mix(mix: Any, num_stages: int) -> None:
+    if not isinstance(mix, HiddenMix):
+        raise TypeError(f"mix_hidden must be a mixviz.models.HiddenMix or None, got {type(mix).__name__}")
+    bad = [k for k in mix.layers if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= num_stages]
+    if bad or not mix.layers:
+        raise ValueError(f"mix_hidden.layers must be ints in [0, {num_stages}] (this network has {num_stages} "
+                         f"stages), got {tuple(mix.layers)!r}")
+
+
+class MLP(StagedNet):
+    """A ReLU MLP for 2-D points (decision-boundary pictures).  Stage ``k`` is
+    hidden layer ``k`` (Linear + ReLU)."""
 
     def __init__(self, in_features: int, num_classes: int, hidden: int = 128, depth: int = 3) -> None:
         super().__init__()
@@ -49,22 +155,33 @@ class MLP(nn.Module):
             width = hidden
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(width, num_classes)
+        self.stage_channels = (hidden,) * depth
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x.flatten(1)))
+    def _enter(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+    def _stage(self, k: int, h: torch.Tensor) -> torch.Tensor:
+        return self.features[2 * k + 1](self.features[2 * k](h))
+
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.fc(h)
 
 
 def _conv_bn(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-class SmallCNN(nn.Module):
-    """Three conv stages (width w, 2w, 4w), each two 3x3 conv-BN-ReLU and a
-    2x2 max-pool, then global average pooling and a linear head.  About 0.3 M
-    parameters at w = 32: trains in minutes on a laptop CPU on 32x32 images.
+class SmallCNN(StagedNet):
+    """Three conv stages (width w, 2w, 4w), each two 3x3 conv-BN-ReLU, the
+    first two followed by a 2x2 max-pool, then global average pooling and a
+    linear head.  About 0.3 M parameters at w = 32: trains in minutes on a
+    laptop CPU on 32x32 images.  Layers 1, 2, 3 (the stage outputs, pools
+    included) are at 1/2, 1/4 and 1/4 of the input size.
 
     ``last_conv`` names the layer Grad-CAM attributes to.
     """
+
+    _BOUNDS = ((0, 3), (3, 6), (6, 8))  # stage k = features[a:b]
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 32) -> None:
         super().__init__()
@@ -76,13 +193,20 @@ class SmallCNN(nn.Module):
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(4 * w, num_classes)
+        self.stage_channels = (w, 2 * w, 4 * w)
 
     @property
     def last_conv(self) -> nn.Module:
         return self.features[-1]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pool(self.features(x)).flatten(1))
+    def _stage(self, k: int, h: torch.Tensor) -> torch.Tensor:
+        start, stop = self._BOUNDS[k]
+        for i in range(start, stop):
+            h = self.features[i](h)
+        return h
+
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(h).flatten(1))
 
 
 class PreActBlock(nn.Module):
@@ -108,9 +232,11 @@ class PreActBlock(nn.Module):
         return out + shortcut
 
 
-class PreActResNet18(nn.Module):
+class PreActResNet18(StagedNet):
     """PreAct-ResNet-18 for 32x32 inputs (3x3 stem, no max-pool), the network
-    of the mixup, CutMix, PuzzleMix and Decoupled Mixup CIFAR experiments."""
+    of the mixup, CutMix, PuzzleMix and Decoupled Mixup CIFAR experiments.
+    Stage 1 is the stem and ``layer1``, stages 2-4 are ``layer2``-``layer4``
+    (layers 1-4 at 1, 1/2, 1/4, 1/8 of the input size)."""
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 64) -> None:
         super().__init__()
@@ -124,24 +250,46 @@ class PreActResNet18(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.bn = nn.BatchNorm2d(cin)
         self.fc = nn.Linear(cin, num_classes)
+        self.stage_channels = tuple(cout for cout, _ in cfg)
 
     @property
     def last_conv(self) -> nn.Module:
         return self.layer4
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)
-        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
-        out = F.relu(self.bn(out))
+    def _stage(self, k: int, h: torch.Tensor) -> torch.Tensor:
+        if k == 0:
+            return self.layer1(self.conv1(h))
+        return (self.layer2, self.layer3, self.layer4)[k - 1](h)
+
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn(h))
         return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
 class _Normalized(nn.Sequential):
-    """``Normalize`` followed by a network; exposes the network's ``last_conv``."""
+    """``Normalize`` followed by a network; exposes the network's ``last_conv``
+    and, for a :class:`StagedNet`, its hidden layers (layer 0 is the
+    normalised input)."""
 
     @property
     def net(self) -> nn.Module:
         return self[1]
+
+    def forward(self, x: torch.Tensor, *, mix_hidden: HiddenMix | None = None) -> torch.Tensor:
+        if mix_hidden is None:
+            return super().forward(x)
+        return check_staged(self).forward(self[0](x), mix_hidden=mix_hidden)
+
+    def hidden(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        return check_staged(self).hidden(self[0](x), layer)
+
+    @property
+    def num_stages(self) -> int:
+        return check_staged(self).num_stages
+
+    @property
+    def stage_channels(self) -> tuple[int, ...]:
+        return check_staged(self).stage_channels
 
     @property
     def last_conv(self) -> nn.Module:
@@ -151,6 +299,22 @@ class _Normalized(nn.Sequential):
         if hasattr(net, "layer4"):  # torchvision ResNets
             return net.layer4
         raise AttributeError(f"{type(net).__name__} has no known last conv layer")
+
+
+def check_staged(model: Any, purpose: str = "hidden-layer access") -> StagedNet:
+    """The :class:`StagedNet` inside ``model`` (a built model, its network, or
+    either wrapped in DistributedDataParallel); ``ValueError`` naming the
+    model when it has no hidden-layer access (torchvision's ResNets, other
+    modules)."""
+    net = model
+    if isinstance(net, nn.parallel.DistributedDataParallel):
+        net = net.module
+    if isinstance(net, _Normalized):
+        net = net[1]
+    if not isinstance(net, StagedNet):
+        raise ValueError(f"{purpose} needs one of mixviz's mlp, smallcnn or preact_resnet18 (a "
+                         f"mixviz.models.StagedNet); got a {type(net).__name__}, which has no hidden-layer access")
+    return net
 
 
 def available() -> list[str]:

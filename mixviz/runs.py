@@ -137,7 +137,7 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
 def _load_finished(path: Path, device: str | torch.device, expected: TrainConfig | None = None) -> Run:
     """:func:`load_run`; with ``expected``, the stored config must be that one
     (and its ``data_root`` is where the dataset is looked for)."""
-    from mixviz import data, losses, models
+    from mixviz import data, losses, mixing, models
 
     config = _read_config(path, expected)
     metrics = _read_metrics(path)
@@ -162,11 +162,20 @@ def _load_finished(path: Path, device: str | torch.device, expected: TrainConfig
     try:
         model.load_state_dict(ckpt["model"])
         criterion.load_state_dict(ckpt["criterion"])
+        policy_state = mixing.build_state(config.policy, model, **config.policy_options)  # AutoMix's mixer
+        if policy_state is not None:
+            if "policy_state" not in ckpt:
+                raise DamagedRunError(f"{path / CHECKPOINT} lacks policy_state (the learned state of "
+                                      f"policy {config.policy!r})")
+            policy_state.load_state_dict(ckpt["policy_state"])
     except (RuntimeError, TypeError, AttributeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DamagedRunError(f"{path / CHECKPOINT} does not fit the model and loss of its config ({first})") from err
     model.to(device).eval()
-    return Run(config=config, model=model, history=history, metrics=metrics, path=path, criterion=criterion)
+    if policy_state is not None:
+        policy_state.to(device).eval()
+    return Run(config=config, model=model, history=history, metrics=metrics, path=path, criterion=criterion,
+               policy_state=policy_state)
 
 
 def _read_json(file: Path) -> Any:
@@ -270,6 +279,8 @@ def load_or_train(config: TrainConfig, root: str | os.PathLike | None = None, *,
                     run = _train(config, path, writer=True)
     if device is not None:
         run.model.to(device)
+        if run.policy_state is not None:  # AutoMix's mixer goes with its classifier
+            run.policy_state.to(device)
     return run
 
 

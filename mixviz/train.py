@@ -4,8 +4,14 @@ Every knob is a field of :class:`TrainConfig`.  A step is::
 
     x, y  = next batch (on the device; augmented there)
     mixed = mixing.mix(policy, x, y, alpha, generator, model)   # -> MixedBatch
-    loss  = criterion(model(mixed.inputs), mixed)               # losses.build(...)
+    loss  = criterion(mixing.forward(model, mixed), mixed)      # losses.build(...)
+    loss  = loss + mixed.aux_loss                               # a policy's own signal, if any
     loss.backward(); optimizer.step(); scheduler.step()
+    state.after_step(step, total_steps)                         # a learned policy (AutoMix) only
+
+A policy with a learned state (AutoMix) gets it from
+:func:`mixviz.mixing.build_state`; its parameters train with the model's in
+the one optimizer and its ``state_dict`` is checkpointed with them.
 
 In-memory datasets (everything but ``imagefolder``) are moved to the device
 once and cut into batches there; folder datasets go through a DataLoader.
@@ -123,6 +129,9 @@ class TrainConfig:
             raise TypeError(f"augment must be True, False or None (the dataset's default), got {self.augment!r}")
         if self.eval_policy != "auto":
             check_choice("eval_policy", self.eval_policy, mixing.available())
+            if mixing.policy_info(self.eval_policy).state is not None:
+                raise ValueError(f"eval_policy must be a policy without a learned state, got "
+                                 f"{self.eval_policy!r} (evaluation mixes with the classifier only)")
         check_positive("eval_alpha", self.eval_alpha)
         check_positive("eval_every", self.eval_every, integer=True)
         for name in ("dataset_options", "model_options", "policy_options", "loss_options"):
@@ -148,7 +157,11 @@ class TrainConfig:
 
 @dataclass
 class Run:
-    """A trained run: the model, its per-epoch history and final metrics."""
+    """A trained run: the model, its per-epoch history and final metrics.
+
+    ``policy_state`` is the learned state of the run's policy (AutoMix's
+    mixer), None for other policies.
+    """
 
     config: TrainConfig
     model: nn.Module
@@ -156,6 +169,13 @@ class Run:
     metrics: dict[str, Any]
     path: Path | None = None
     criterion: nn.Module | None = None
+    policy_state: nn.Module | None = None
+
+    @property
+    def mixer(self) -> nn.Module:
+        """What to pass as ``model=`` to ``mixing.mix(config.policy, ...)``:
+        the trained policy state when there is one, else the model."""
+        return self.policy_state if self.policy_state is not None else self.model
 
 
 def resolve_device(device: str) -> torch.device:
@@ -291,9 +311,12 @@ def _maybe_channels_last(x: torch.Tensor, on: bool) -> torch.Tensor:
 # the pieces of a run
 
 
-def _build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def _build_optimizer(config: TrainConfig, model: nn.Module, *extra: nn.Module | None) -> torch.optim.Optimizer:
+    """One optimizer for the model and the trainable parameters of ``extra``
+    modules (a policy's learned state), with the same learning rate."""
     decay, no_decay = [], []
-    for p in model.parameters():
+    params = [*model.parameters(), *(p for m in extra if m is not None for p in m.parameters() if p.requires_grad)]
+    for p in params:
         (no_decay if p.dim() <= 1 else decay).append(p)  # no weight decay on BN and biases
     groups = [{"params": decay, "weight_decay": config.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
@@ -368,17 +391,25 @@ def _set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
 
 def make_step(config: TrainConfig, model: nn.Module, train_model: nn.Module, criterion: nn.Module,
               optimizer: torch.optim.Optimizer, scheduler: Any, gen: torch.Generator, *,
-              amp: bool, channels_last: bool, augment: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+              amp: bool, channels_last: bool, augment: bool, state: nn.Module | None = None,
+              total_steps: int | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The training step of ``config`` as a function ``step(x, y) -> loss``
     (the loss as a detached device tensor: no host sync).
 
     ``model`` is the bare network (dynamic policies look at it);
     ``train_model`` is what is trained (the same, or its DDP wrapper).
+    ``state`` is the policy's learned state (:func:`mixviz.mixing.build_state`,
+    required for ``automix``): it is the policy's ``model=`` and its
+    ``after_step(step, total_steps)`` runs after each optimizer step.
     """
     from mixviz import mixing
 
+    if mixing.policy_info(config.policy).state is not None and state is None:
+        raise ValueError(f"state is required for the policy {config.policy!r}, which learns: "
+                         f"build it with mixing.build_state({config.policy!r}, model, **policy_options)")
     dynamic = mixing.available()[config.policy] == "dynamic"
-    policy_options = dict(config.policy_options)
+    mixer = state if state is not None else (model if dynamic else None)
+    _, policy_options = mixing.split_options(config.policy, config.policy_options)
     device_type = next(model.parameters()).device.type
 
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -388,8 +419,8 @@ def make_step(config: TrainConfig, model: nn.Module, train_model: nn.Module, cri
         x = _maybe_channels_last(x, channels_last)
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
             mixed = mixing.mix(config.policy, x, y, alpha=config.alpha, generator=gen,
-                               model=model if dynamic else None, **policy_options)
-            logits = train_model(mixed.inputs)
+                               model=mixer, **policy_options)
+            logits = mixing.forward(train_model, mixed)
         loss = criterion(logits.float(), mixed)
         if mixed.aux_loss is not None:  # the policy's own learning signal (see MixedBatch.aux_loss)
             loss = loss + mixed.aux_loss.float()
@@ -397,6 +428,8 @@ def make_step(config: TrainConfig, model: nn.Module, train_model: nn.Module, cri
         loss.backward()
         optimizer.step()
         scheduler.step()
+        if state is not None:
+            state.after_step(scheduler.last_epoch - 1, total_steps)
         return loss.detach()
 
     return step
@@ -443,13 +476,14 @@ def fit(config: TrainConfig, resume: bool = False, *,
                          std=train_set.std, **config.model_options).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    policy_state = mixing.build_state(config.policy, model, **config.policy_options)  # None unless it learns
     criterion = losses.build(config.loss, num_classes=train_set.num_classes, **config.loss_options).to(device)
     if hasattr(train_set, "images"):
         batches: Any = _DeviceBatches(train_set.images, train_set.labels, config.batch_size, config.seed,
                                       device, rank, world)
     else:
         batches = _LoaderBatches(train_set, config.batch_size, config.seed, device, config.num_workers, rank, world)
-    optimizer = _build_optimizer(config, model)
+    optimizer = _build_optimizer(config, model, policy_state)
     scheduler = _build_scheduler(config, optimizer, len(batches))
     gen = torch.Generator(device=device).manual_seed(config.seed * 7919 + rank)
     train_model: nn.Module = model
@@ -472,6 +506,8 @@ def fit(config: TrainConfig, resume: bool = False, *,
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         criterion.load_state_dict(ckpt["criterion"])
+        if policy_state is not None:
+            policy_state.load_state_dict(ckpt["policy_state"])
         _set_rng_state(gen, ckpt["rng"][rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
         history = ckpt["history"]
         start_epoch = ckpt["epoch"] + 1
@@ -486,7 +522,8 @@ def fit(config: TrainConfig, resume: bool = False, *,
     probe = _memorisation_probe(train_set, device)
 
     step = make_step(config, model, train_model, criterion, optimizer, scheduler, gen,
-                     amp=amp, channels_last=channels_last, augment=augment)
+                     amp=amp, channels_last=channels_last, augment=augment, state=policy_state,
+                     total_steps=config.epochs * len(batches))
 
     progress = None
     if config.progress and rank == 0:
@@ -536,6 +573,7 @@ def fit(config: TrainConfig, resume: bool = False, *,
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "criterion": criterion.state_dict(), "rng": _gather_rng(gen, world),
                     "history": history,
+                    "policy_state": policy_state.state_dict() if policy_state is not None else None,
                 }, out_dir / CHECKPOINT)
                 atomic_write_text(out_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
             elif world > 1:
@@ -551,7 +589,10 @@ def fit(config: TrainConfig, resume: bool = False, *,
                  params=sum(p.numel() for p in model.parameters()))
     if writer:
         atomic_write_json(out_dir / "metrics.json", final)
-    return Run(config=config, model=model, history=hist, metrics=final, path=out_dir, criterion=criterion)
+    if policy_state is not None:
+        policy_state.eval()  # as load_run gives it: mixing with it afterwards predicts masks, it does not train
+    return Run(config=config, model=model, history=hist, metrics=final, path=out_dir, criterion=criterion,
+               policy_state=policy_state)
 
 
 def _gather_rng(gen: torch.Generator, world: int) -> Any:

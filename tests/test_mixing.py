@@ -15,7 +15,9 @@ import mixviz
 from mixviz import mixing
 from mixviz.mixing import POLICIES, Mix, MixedBatch, available, mix
 
-ALL = sorted(POLICIES)
+# Policies with a learned state (AutoMix) need a mixviz model and images >= 4 px; tests/test_automix.py
+# checks the same invariants for them.
+ALL = sorted(n for n in POLICIES if POLICIES[n].state is None)
 IMAGE = [n for n in ALL if POLICIES[n].needs_images]
 MASKED = [n for n in ALL if POLICIES[n].has_mask]
 STATIC = [n for n in ALL if POLICIES[n].kind == "static"]
@@ -47,10 +49,13 @@ shapes = st.tuples(st.integers(1, 5), st.sampled_from([1, 3]), st.integers(1, 9)
 def test_available_lists_static_and_dynamic_policies():
     assert available() == {
         "none": "static", "mixup": "static", "cutmix": "static", "fmix": "static", "resizemix": "static",
-        "gridmix": "static", "smoothmix": "static", "average": "static",
-        "saliencymix": "dynamic", "puzzlemix": "dynamic", "puzzlemix_lite": "dynamic"}
-    assert {n for n in ALL if not POLICIES[n].needs_images} == {"none", "mixup", "average"}
-    assert {n for n in ALL if POLICIES[n].needs_model} == {"saliencymix", "puzzlemix", "puzzlemix_lite"}
+        "gridmix": "static", "smoothmix": "static", "average": "static", "manifold": "static",
+        "saliencymix": "dynamic", "puzzlemix": "dynamic", "puzzlemix_lite": "dynamic", "automix": "dynamic"}
+    assert {n for n in POLICIES if not POLICIES[n].needs_images} == {"none", "mixup", "average", "manifold"}
+    assert {n for n in POLICIES if POLICIES[n].needs_model} == {"saliencymix", "puzzlemix", "puzzlemix_lite",
+                                                                "automix"}
+    assert {n for n in POLICIES if POLICIES[n].state is not None} == {"automix"}
+    assert {n for n in POLICIES if POLICIES[n].hidden} == {"manifold"}
     assert POLICIES["fmix"].options == {"correct_lam": True, "decay_power": 3.0}
     row = POLICIES["cutmix"].as_dict()
     assert row["kind"] == "static" and row["has_mask"] and "fn" not in row
@@ -83,6 +88,8 @@ def test_invariants(policy, shape, alpha, seed, per_sample):
         if POLICIES[policy].exact_lerp:
             expected = out.mask * x + (1 - out.mask) * x[out.index]
             torch.testing.assert_close(out.inputs, expected, rtol=0, atol=1e-6)
+    elif POLICIES[policy].hidden:  # mixed inside the network: the inputs stay as they are
+        assert out.mask is None and out.inputs is x and out.layer is not None
     else:
         assert out.mask is None
         weight = out.lam.view(-1, 1, 1, 1)
@@ -106,7 +113,9 @@ def test_same_seed_same_batch_other_seed_other_batch(policy):
     one, two, other = run(policy, x, y, seed=5), run(policy, x, y, seed=5), run(policy, x, y, seed=6)
     assert torch.equal(one.inputs, two.inputs) and torch.equal(one.lam, two.lam)
     assert torch.equal(one.index, two.index)
-    if policy != "none":
+    if POLICIES[policy].hidden:  # the inputs are not mixed: the draws differ
+        assert not (torch.equal(one.lam, other.lam) and torch.equal(one.index, other.index))
+    elif policy != "none":
         assert not torch.equal(one.inputs, other.inputs)
 
 

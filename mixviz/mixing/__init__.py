@@ -8,25 +8,40 @@
 >>> bool(torch.equal(batch.lam, batch.mask.mean((1, 2, 3))))
 True
 >>> sorted(mixing.available().items())[:2]
-[('average', 'static'), ('cutmix', 'static')]
+[('automix', 'dynamic'), ('average', 'static')]
 
 Static policies (:mod:`.static`): ``none``, ``mixup``, ``cutmix``, ``fmix``,
-``resizemix``, ``gridmix``, ``smoothmix``, ``average``.  Dynamic policies
-(need ``model=``): ``saliencymix`` (:mod:`.dynamic`), ``puzzlemix`` and its
-reduced variant ``puzzlemix_lite`` (:mod:`.puzzlemix`).
+``resizemix``, ``gridmix``, ``smoothmix``, ``average``, and ``manifold``
+(:mod:`.manifold`, Manifold Mixup: mixes inside the network, so run the model
+with :func:`forward`).  Dynamic policies (need ``model=``): ``saliencymix``
+(:mod:`.dynamic`), ``puzzlemix`` and its reduced variant ``puzzlemix_lite``
+(:mod:`.puzzlemix`), and ``automix`` (:mod:`.automix`, a learned mixer: its
+``model=`` is the state from :func:`build_state`).
 ``POLICIES[name]`` describes each one (kind, mask, 4-D images, options).
 """
 
 from __future__ import annotations
 
+from mixviz.mixing import automix, manifold  # the modules (their policy functions are mix("automix"), ...)
+from mixviz.mixing.automix import AutoMixPolicy, MixBlock
 from mixviz.mixing.batch import MixedBatch
 from mixviz.mixing.dynamic import (
     input_gradient_saliency,
     saliencymix,
     spectral_residual_saliency,
 )
+from mixviz.mixing.manifold import forward
 from mixviz.mixing.puzzlemix import graph_cut_labels, graph_cut_masks, puzzlemix, puzzlemix_lite, transport_plan
-from mixviz.mixing.registry import POLICIES, Mix, PolicyInfo, available, mix, policy_info
+from mixviz.mixing.registry import (
+    POLICIES,
+    Mix,
+    PolicyInfo,
+    available,
+    build_state,
+    mix,
+    policy_info,
+    split_options,
+)
 from mixviz.mixing.static import (
     average,
     box_mask,
@@ -46,6 +61,9 @@ from mixviz.mixing.static import (
 __all__ = [
     "MixedBatch",
     "mix",
+    "forward",
+    "build_state",
+    "split_options",
     "available",
     "Mix",
     "POLICIES",
@@ -62,6 +80,8 @@ __all__ = [
     "saliencymix",
     "puzzlemix",
     "puzzlemix_lite",
+    "AutoMixPolicy",
+    "MixBlock",
     "sample_beta",
     "box_mask",
     "fourier_mask",

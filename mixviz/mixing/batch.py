@@ -45,6 +45,13 @@ class MixedBatch:
             + (1 - mask) * move(x[index], transport[:, 1])`` with the empty
             cells painted in a fill colour.  :meth:`carry` moves any
             per-pixel map (object masks, saliency) the same way.
+        layer: None when ``inputs`` are mixed (pixel space).  Otherwise the
+            pair is mixed *inside the network* (Manifold Mixup): ``inputs``
+            are the unmixed batch and the network mixes its layer ``layer``
+            (a 0-dim int64 tensor on the batch's device, drawn from
+            ``layers``; see :class:`mixviz.models.HiddenMix`).  Run the model
+            with :func:`mixviz.mixing.forward`, which handles both cases.
+        layers: the layers ``layer`` was drawn from (empty when ``layer`` is None).
     """
 
     inputs: torch.Tensor
@@ -56,6 +63,8 @@ class MixedBatch:
     policy: str = "none"
     aux_loss: torch.Tensor | None = None
     transport: torch.Tensor | None = None
+    layer: torch.Tensor | None = None
+    layers: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         b = self.inputs.shape[0]
@@ -80,6 +89,17 @@ class MixedBatch:
                                  f"{getattr(t, 'dtype', type(t).__name__)} {tuple(getattr(t, 'shape', ()))}")
             if self.mask is None:
                 raise ValueError("MixedBatch.transport needs a mask (it moves the cells under the mask)")
+        if self.layer is None:
+            if self.layers:
+                raise ValueError("MixedBatch.layers must be empty when layer is None")
+        else:
+            if (not isinstance(self.layer, torch.Tensor) or self.layer.dim() != 0
+                    or self.layer.dtype != torch.int64):
+                raise ValueError("MixedBatch.layer must be None or a 0-dim int64 tensor")
+            if (not isinstance(self.layers, tuple) or not self.layers
+                    or any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in self.layers)):
+                raise ValueError(f"MixedBatch.layers must be a non-empty tuple of ints >= 0 when layer is set, "
+                                 f"got {self.layers!r}")
 
     @classmethod
     def unmixed(cls, x: torch.Tensor, y: torch.Tensor) -> "MixedBatch":

@@ -1,4 +1,5 @@
-"""The policy registry, the one entry point :func:`mix`, and the
+"""The policy registry, the one entry point :func:`mix`, the state hook
+:func:`build_state` of policies that learn (AutoMix), and the
 torchvision-style :class:`Mix` callable."""
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import torch
 
 from mixviz._validation import check_choice, check_labels, check_positive
 from mixviz.mixing import dynamic, static
+from mixviz.mixing.automix import AutoMixPolicy, automix
 from mixviz.mixing.batch import MixedBatch
 # by name: the package attribute ``puzzlemix`` is the policy function, not the module
 from mixviz.mixing.puzzlemix import puzzlemix, puzzlemix_lite
+from mixviz.mixing.manifold import manifold
 
-__all__ = ["PolicyInfo", "POLICIES", "available", "policy_info", "mix", "Mix"]
+__all__ = ["PolicyInfo", "POLICIES", "available", "policy_info", "mix", "Mix", "build_state", "split_options"]
 
 # Arguments every policy function takes; the rest of its keyword-only
 # parameters are its policy options.
@@ -52,7 +55,13 @@ class PolicyInfo:
             ``MixedBatch.transport``).
         summary: one line on what it does.
         fn: the policy function in :mod:`~mixviz.mixing.static`,
-            :mod:`~mixviz.mixing.dynamic` or :mod:`~mixviz.mixing.puzzlemix`.
+            :mod:`~mixviz.mixing.dynamic`, :mod:`~mixviz.mixing.puzzlemix`,
+            :mod:`~mixviz.mixing.manifold` or :mod:`~mixviz.mixing.automix`.
+        state: None, or the builder of the policy's learned state
+            (``state(model, **options) -> nn.Module``, AutoMix's
+            :class:`~mixviz.mixing.automix.AutoMixPolicy`); see :func:`build_state`.
+        hidden: the policy mixes inside the network (Manifold Mixup): its
+            batches carry ``layer`` and need :func:`mixviz.mixing.forward`.
     """
 
     name: str
@@ -63,22 +72,30 @@ class PolicyInfo:
     exact_lerp: bool
     summary: str
     fn: Callable[..., MixedBatch]
+    state: Callable[..., torch.nn.Module] | None = None
+    hidden: bool = False
 
     @property
     def options(self) -> dict[str, Any]:
-        """The policy's own options and their defaults."""
-        return dict(_options(self.fn))
+        """The policy's own options and their defaults (for a policy with a
+        state, its state's options too)."""
+        out = dict(_options(self.fn))
+        if self.state is not None:
+            out.update(_options(self.state))
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         """A plain row (no function) for a pandas table."""
         return {"name": self.name, "kind": self.kind, "has_mask": self.has_mask,
                 "needs_images": self.needs_images, "needs_model": self.needs_model,
-                "exact_lerp": self.exact_lerp, "options": self.options, "summary": self.summary}
+                "exact_lerp": self.exact_lerp, "stateful": self.state is not None, "hidden": self.hidden,
+                "options": self.options, "summary": self.summary}
 
 
 def _info(name: str, kind: str, fn: Callable[..., MixedBatch], *, mask: bool, images: bool,
-          model: bool = False, exact: bool = True, summary: str) -> PolicyInfo:
-    return PolicyInfo(name, kind, mask, images, model, exact, summary, fn)
+          model: bool = False, exact: bool = True, summary: str,
+          state: Callable[..., torch.nn.Module] | None = None, hidden: bool = False) -> PolicyInfo:
+    return PolicyInfo(name, kind, mask, images, model, exact, summary, fn, state, hidden)
 
 
 POLICIES: Mapping[str, PolicyInfo] = MappingProxyType({p.name: p for p in (
@@ -98,6 +115,8 @@ POLICIES: Mapping[str, PolicyInfo] = MappingProxyType({p.name: p for p in (
           summary="the partner through a soft Gaussian window"),
     _info("average", "static", static.average, mask=False, images=False,
           summary="plain average of the pair, lam = 0.5"),
+    _info("manifold", "static", manifold, mask=False, images=False, exact=False, hidden=True,
+          summary="the pair mixed at a random hidden layer inside the network"),
     _info("saliencymix", "dynamic", dynamic.saliencymix, mask=True, images=True, model=True,
           summary="a box on the partner's saliency peak (input-gradient saliency)"),
     _info("puzzlemix", "dynamic", puzzlemix, mask=True, images=True, model=True, exact=False,
@@ -105,6 +124,8 @@ POLICIES: Mapping[str, PolicyInfo] = MappingProxyType({p.name: p for p in (
                   "under the mask"),
     _info("puzzlemix_lite", "dynamic", puzzlemix_lite, mask=True, images=True, model=True,
           summary="reduced PuzzleMix: binary graph-cut mask, no transport"),
+    _info("automix", "dynamic", automix, mask=True, images=True, model=True, state=AutoMixPolicy,
+          summary="mask predicted by a learned MixBlock from EMA features of the pair"),
 )})
 
 
@@ -126,10 +147,47 @@ def _check_options(info: PolicyInfo, options: Mapping[str, Any]) -> None:
         return
     names = [name for name, _ in _options(info.fn)]
     unknown = sorted(set(options) - set(names))
+    state_names = {name for name, _ in _options(info.state)} if info.state is not None else set()
+    if unknown and set(unknown) <= state_names:
+        raise TypeError(f"option(s) {', '.join(map(repr, unknown))} of policy {info.name!r} belong to its "
+                        f"learned state: build it with mixing.build_state({info.name!r}, model, ...) and pass "
+                        "it as model=")
     if unknown:
         allowed = ", ".join(names) or "none"
         raise TypeError(f"unknown option(s) for policy {info.name!r}: {', '.join(map(repr, unknown))}; "
                         f"allowed: {allowed}")
+
+
+def split_options(policy: str, options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(state options, mix options)``: a config's ``policy_options`` split
+    into those of the policy's learned state (:func:`build_state`) and those
+    of :func:`mix` (everything else; :func:`mix` checks them).  For policies
+    without a state the first dict is empty."""
+    info = policy_info(policy)
+    if not isinstance(options, Mapping):
+        raise TypeError(f"options must be a mapping, got {type(options).__name__}")
+    state_names = {name for name, _ in _options(info.state)} if info.state is not None else set()
+    return ({k: v for k, v in options.items() if k in state_names},
+            {k: v for k, v in options.items() if k not in state_names})
+
+
+def build_state(policy: str, model: torch.nn.Module, **options: Any) -> torch.nn.Module | None:
+    """The learned state of ``policy`` for the classifier ``model``, or None
+    for a policy without one (every policy but ``automix``).
+
+    A state is an ``nn.Module``: pass it to :func:`mix` as ``model=``, train
+    its parameters that require grad together with the classifier's, call
+    ``state.after_step(step, total_steps)`` after each optimizer step
+    (``step`` 0-based) and save / load its ``state_dict()``.
+    :func:`mixviz.train.fit` does all of that.  ``options`` may hold the
+    policy's whole option dict (a config's ``policy_options``): only the
+    state's own are used (see :func:`split_options`).
+    """
+    info = policy_info(policy)
+    state_options, _ = split_options(policy, options)
+    if info.state is None:
+        return None
+    return info.state(model, **state_options)
 
 
 def mix(policy: str, x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0,
@@ -140,22 +198,26 @@ def mix(policy: str, x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0,
     Args:
         policy: one of :func:`available` (``"none"``, ``"mixup"``,
             ``"cutmix"``, ``"fmix"``, ``"resizemix"``, ``"gridmix"``,
-            ``"smoothmix"``, ``"average"``, ``"saliencymix"``, ``"puzzlemix"``,
-            ``"puzzlemix_lite"``).
+            ``"smoothmix"``, ``"average"``, ``"manifold"``, ``"saliencymix"``,
+            ``"puzzlemix"``, ``"puzzlemix_lite"``, ``"automix"``).  ``manifold``
+            mixes inside the network: run the model on its batch with
+            :func:`mixviz.mixing.forward`.
         x: float inputs [B, ...]; image policies need [B, C, H, W].
         y: integer labels [B] on x's device.
         alpha: ``lam ~ Beta(alpha, alpha)`` (> 0).
         generator: a ``torch.Generator`` on x's device; the same seed gives
             the same batch.
         model: the network being trained; needed by the dynamic policies,
-            ignored by the static ones.
+            ignored by the static ones.  For a policy with a learned state
+            (``automix``) it is that state (:func:`build_state`).
         per_sample: one lam (and mask) per sample, or one for the batch.
         **options: the policy's own options (``POLICIES[policy].options``),
             e.g. ``correct_lam`` (every policy), ``decay_power`` (fmix),
             ``scope`` (resizemix), ``grid`` (gridmix), ``saliency``
             (saliencymix), ``block_num``/``n_labels``/``transport``/``adv_p``/
-            ``clean_lam``/... (puzzlemix).
-            Unknown names raise ``TypeError``.
+            ``clean_lam``/... (puzzlemix), ``layers`` (manifold).  Unknown
+            names raise ``TypeError``; so do the options of a learned state
+            (they go to :func:`build_state`).
     """
     info = policy_info(policy)
     _check_options(info, options)
@@ -190,6 +252,9 @@ class Mix:
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         if not isinstance(per_sample, bool):
             raise TypeError(f"per_sample must be a bool, got {type(per_sample).__name__}")
+        if info.hidden:
+            raise ValueError(f"policy {policy!r} mixes inside the network, so it cannot return mixed images; "
+                             "use mixing.mix(...) and mixing.forward(model, batch)")
         if info.needs_model and model is None and options.get("saliency") != "spectral":
             raise ValueError(f"model is required for the dynamic policy {policy!r}")
         _check_options(info, options)

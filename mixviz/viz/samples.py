@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 
@@ -15,6 +16,8 @@ from mixviz.viz.style import themed
 __all__ = ["mixed_samples_gallery", "soft_label_text"]
 
 MASK_CMAP = "viridis"
+#: Width of the white strip between image a and its partner b, as a share of the image width.
+PAIR_GAP = 0.08
 
 
 def soft_label_text(lam: float, y_a: int, y_b: int, class_names: Sequence[str] | None = None) -> str:
@@ -54,6 +57,39 @@ def _check_class_names(class_names: Sequence[str] | None, batches: Mapping[str, 
                          f"labels go up to {top}")
 
 
+def _hidden_layer(batch: MixedBatch) -> int | None:
+    """The layer a batch is mixed at inside the network (-1 when a policy that
+    mixes inside the network lost it), or None for a batch mixed in pixels."""
+    if batch.layer is not None:
+        return int(batch.layer)
+    from mixviz.mixing import POLICIES
+
+    info = POLICIES.get(batch.policy)
+    return -1 if info is not None and info.hidden else None
+
+
+def _pair_image(batch: MixedBatch, key: str, row: int) -> np.ndarray:
+    """Image a and its partner b side by side, a white strip between them."""
+    a = image_array(f"batches[{key!r}].inputs[{row}]", batch.inputs[row])
+    b = image_array(f"batches[{key!r}].inputs[{int(batch.index[row])}]", batch.inputs[int(batch.index[row])])
+    gap = np.ones((a.shape[0], max(1, round(PAIR_GAP * a.shape[1])), *a.shape[2:]))
+    return np.concatenate([a, gap, b], axis=1)
+
+
+def _hidden_panel(batch: MixedBatch, key: str, row: int, layer: int) -> tuple[np.ndarray, str]:
+    """What to draw for a batch mixed inside the network, and the line that says so.
+
+    At layer 0 (the input) the mix is a pixel mix, ``lam a + (1 - lam) b``,
+    and is drawn; deeper, the image pair is drawn and the label says that the
+    mixing happens at that layer, with no pixel mask."""
+    if layer == 0:
+        lam = batch.lam[row].detach().to(batch.inputs.dtype)
+        mixed = torch.lerp(batch.inputs[int(batch.index[row])], batch.inputs[row], lam)
+        return image_array(f"batches[{key!r}].inputs[{row}]", mixed), "mixed at the input (layer 0)"
+    where = f"at hidden layer {layer}" if layer > 0 else "at a hidden layer"
+    return _pair_image(batch, key, row), f"a | b, mixed inside the network\n{where}: no pixel mask"
+
+
 @themed
 def mixed_samples_gallery(batches: Mapping[str, MixedBatch], class_names: Sequence[str] | None = None,
                           n: int = 4) -> Figure:
@@ -66,6 +102,11 @@ def mixed_samples_gallery(batches: Mapping[str, MixedBatch], class_names: Sequen
     bottom).  Under every image: ``lam`` and the soft label
     ``lam * y_a + (1 - lam) * y_b`` as text.  Policies mixed with the same
     generator seed draw the same partners, so the rows compare like with like.
+
+    A batch mixed *inside the network* (Manifold Mixup: ``batch.layer`` set)
+    has no mixed image and no mask: its panels show image a and its partner b
+    side by side and say at which layer the network mixes them (at layer 0,
+    the input, the pixel mix ``lam a + (1 - lam) b`` is shown).
 
     Args:
         batches: ``{policy name: MixedBatch}``, all made from the same source
@@ -81,12 +122,14 @@ def mixed_samples_gallery(batches: Mapping[str, MixedBatch], class_names: Sequen
     check_int("n", n)
     _check_batches(batches, n)
     _check_class_names(class_names, batches, n)
+    hidden = {key: _hidden_layer(batch) for key, batch in batches.items()}
     columns: list[tuple[str, str]] = []  # (policy, "image" | "mask")
     for key, batch in batches.items():
         columns.append((key, "image"))
         if batch.mask is not None:
             columns.append((key, "mask"))
-    widths = [1.0 if kind == "image" else 0.5 for _, kind in columns]
+    pair = {key: layer is not None and layer != 0 for key, layer in hidden.items()}  # a | b: twice as wide
+    widths = [(2.0 + PAIR_GAP if pair[key] else 1.0) if kind == "image" else 0.5 for key, kind in columns]
     has_mask = any(kind == "mask" for _, kind in columns)
     fig = plt.figure(figsize=(1.9 * sum(widths) + 0.8, 2.3 * n + (1.3 if has_mask else 0.8)),
                      layout="constrained")
@@ -99,9 +142,14 @@ def mixed_samples_gallery(batches: Mapping[str, MixedBatch], class_names: Sequen
         for row in range(n):
             ax = axes[row, col]
             if kind == "image":
-                show_image(ax, image_array(f"batches[{key!r}].inputs[{row}]", batch.inputs[row]))
-                ax.set_xlabel(f"λ = {lam[row]:.2f}\n{soft_label_text(lam[row], y_a[row], y_b[row], class_names)}",
-                              fontsize="small")
+                label = f"λ = {lam[row]:.2f}\n{soft_label_text(lam[row], y_a[row], y_b[row], class_names)}"
+                if hidden[key] is None:
+                    show_image(ax, image_array(f"batches[{key!r}].inputs[{row}]", batch.inputs[row]))
+                else:
+                    image, note = _hidden_panel(batch, key, row, hidden[key])
+                    show_image(ax, image)
+                    label = f"{label}\n{note}"
+                ax.set_xlabel(label, fontsize="small")
                 if row == 0:
                     ax.set_title(key, fontweight="bold")
             else:
