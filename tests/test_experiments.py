@@ -102,7 +102,7 @@ def test_grid_is_regimes_x_seeds_x_methods(name):
     for regime in p.bases:
         for seed in p.all_seeds:
             expected += [(regime, f"{pol}+{loss}", seed) for pol in p.policies for loss in methods(pol)
-                         if seed in p.seeds_of(f"{pol}+{loss}")]
+                         if seed in p.seeds_of(f"{pol}+{loss}") and f"{pol}+{loss}" not in p.skip]
             expected += [(regime, v.label, seed) for v in p.variants if seed in p.seeds_of(v.label)]
     assert [(c.regime, c.method, c.config.seed) for c in cs] == expected
     assert len({(c.regime, c.method, c.config.seed) for c in cs}) == len(cs)
@@ -748,3 +748,9 @@ def test_method_seeds_give_some_methods_more_seeds():
                     ("none+ce", 2), ("mixup+mixup_ce", 2)]
     # seeds given explicitly apply to every method
     assert len(experiments.cells(p, seeds=(5,))) == 3
+
+
+def test_skip_leaves_out_standard_rows():
+    p = Preset("t", "", bases={"moons": MOONS_BASE}, policies=("none", "mixup", "average"),
+               skip=("mixup+dm", "average+mixup_ce"))
+    assert [c.method for c in experiments.cells(p)] == ["none+ce", "mixup+mixup_ce", "average+midpoint"]
