@@ -205,14 +205,14 @@ def write_plots(results: pd.DataFrame, out: str | os.PathLike) -> list[Path]:
     import matplotlib.pyplot as plt
 
     from mixviz import viz
-    from mixviz.figures import DPI, PNG_COLORS
 
     check_frame("results", results, ["dataset", "policy", "loss", "sec_per_epoch", "test_acc"])
     paths = []
     for dataset, table in results.groupby("dataset", sort=False):
         fig = viz.method_comparison(table.reset_index(drop=True))
         try:
-            paths.append(viz.save(fig, Path(out) / f"accuracy_vs_time_{dataset}.png", dpi=DPI, colors=PNG_COLORS))
+            paths.append(viz.save(fig, Path(out) / f"accuracy_vs_time_{dataset}.png", dpi=viz.DPI,
+                                    colors=viz.PNG_COLORS))
         finally:
             plt.close(fig)
     return paths

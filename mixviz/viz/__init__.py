@@ -2,6 +2,8 @@
 a matplotlib :class:`~matplotlib.figure.Figure`.  Nothing here trains, loads
 data or writes files, except :func:`save` (atomic) and
 :func:`probability_grid` (a forward pass of a model on a grid, no training).
+PNGs are written (:func:`save`) and shown in notebooks (:func:`inline_png`)
+at :data:`DPI` with a palette of :data:`PNG_COLORS` colours.
 
 Each function draws inside :func:`mixviz.viz.style.theme` (seaborn
 ``whitegrid``), so matplotlib's global settings are left as they were.
@@ -30,7 +32,7 @@ Each function draws inside :func:`mixviz.viz.style.theme` (seaborn
 
 from __future__ import annotations
 
-from mixviz.viz._common import save
+from mixviz.viz._common import DPI, PNG_COLORS, inline_png, png_bytes, save
 from mixviz.viz.boundary import decision_boundaries, probability_grid
 from mixviz.viz.calibration import display_bins, reliability_diagrams
 from mixviz.viz.comparison import method_bars, method_comparison, method_summary
@@ -43,6 +45,10 @@ from mixviz.viz.style import method_colors, theme
 
 __all__ = [
     "save",
+    "png_bytes",
+    "inline_png",
+    "DPI",
+    "PNG_COLORS",
     "theme",
     "method_colors",
     "mixed_samples_gallery",
