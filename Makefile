@@ -1,11 +1,12 @@
 # Two commands a user needs: `make demo` and `make test`.  Both create .venv on first use.
+# `make lab` opens the notebooks in JupyterLab.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PRESET ?= quick
 
-.PHONY: setup demo test test-fast figures compare bench clean
+.PHONY: setup demo test test-fast figures compare bench lab clean
 
 setup: $(STAMP)
 
@@ -32,6 +33,10 @@ compare: setup
 
 bench: setup
 	$(PY) -m mixviz bench --out benchmarks/results/methods.md
+
+# JupyterLab on notebooks/, with the run store that `make demo` fills (runs/ at the repository root).
+lab: setup
+	MIXVIZ_RUNS="$(CURDIR)/runs" MIXVIZ_PRESET=$(PRESET) $(VENV)/bin/jupyter lab notebooks/
 
 clean:
 	rm -rf runs .pytest_cache .hypothesis .benchmarks
