@@ -20,6 +20,7 @@ integer labels ``[N]`` and, for the clutter set, object masks
 :func:`fixed_mixed_batch`          the same mixed set for every model
 :func:`mix_at_lam`                 mixing at a chosen lam
 :func:`with_last_conv`             name the layer Grad-CAM explains
+:mod:`mixviz.analysis.dm`          what the DM loss does to one prediction
 =================================  ===========================================
 
 >>> import torch
@@ -35,6 +36,7 @@ integer labels ``[N]`` and, for the clutter set, object masks
 
 from __future__ import annotations
 
+from mixviz.analysis import dm
 from mixviz.analysis._common import (EVAL_ALPHA, EVAL_POLICY, EVAL_SEED, MISMATCH_SHARE, MISMATCH_VISIBLE,
                                      NamedModel, method_name, named_models, training_kind)
 from mixviz.analysis.attribution import (SALIENCY_METHODS, saliency_by_kind, saliency_example, saliency_table,
@@ -72,4 +74,5 @@ __all__ = [
     "saliency_by_kind",
     "saliency_example",
     "with_last_conv",
+    "dm",
 ]

@@ -19,6 +19,9 @@ Each function draws inside :func:`mixviz.viz.style.theme` (seaborn
 :func:`method_comparison`      accuracy vs time, mean ± std over seeds
 :func:`method_bars`            one metric per method
 :func:`mismatch_scatter`       label share vs object visibility per policy
+:func:`loss_landscape`         mixup CE and DM over the predictions (p_a, p_b)
+:func:`gradient_bars`          their gradients on the logits of one prediction
+:func:`sgd_trace_plot`         predictions over SGD steps under each loss
 =============================  ==============================================
 
 >>> import matplotlib; matplotlib.use("Agg")
@@ -37,6 +40,7 @@ from mixviz.viz.boundary import decision_boundaries, probability_grid
 from mixviz.viz.calibration import display_bins, reliability_diagrams
 from mixviz.viz.comparison import method_bars, method_comparison, method_summary
 from mixviz.viz.curves import training_curves
+from mixviz.viz.dm_loss import gradient_bars, loss_landscape, sgd_trace_plot
 from mixviz.viz.mismatch import mismatch_scatter, mismatch_scatter_from_reports
 from mixviz.viz.mixed_accuracy import final_mixed_accuracy, mixed_accuracy_plot
 from mixviz.viz.samples import mixed_samples_gallery, soft_label_text
@@ -66,4 +70,7 @@ __all__ = [
     "method_summary",
     "mismatch_scatter",
     "mismatch_scatter_from_reports",
+    "loss_landscape",
+    "gradient_bars",
+    "sgd_trace_plot",
 ]

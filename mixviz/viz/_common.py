@@ -231,28 +231,27 @@ def save(fig: Figure, path: str | os.PathLike, dpi: int = 120, colors: int | Non
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def inline_png(dpi: int = DPI, colors: int | None = PNG_COLORS) -> bool:
+def inline_png(dpi: int = DPI, colors: int | None = PNG_COLORS) -> None:
     """Show the figures of a running notebook as palette PNGs (:func:`png_bytes`).
 
     Registers a PNG formatter for matplotlib figures with the IPython shell,
     so that figures shown inline (at the end of a cell or by ``plt.show()``)
     are stored in the notebook as small PNGs: the same settings as the files
-    the project writes.  Returns False (and does nothing) outside IPython.
+    the project writes.  Does nothing outside IPython.
     """
     check_positive("dpi", dpi, integer=True)
     _check_colors(colors)
     try:
         from IPython import get_ipython
     except ImportError:
-        return False
+        return
     shell = get_ipython()
     if shell is None:
-        return False
+        return
     formatters = shell.display_formatter.formatters
     formatters["image/png"].for_type(Figure, lambda fig: png_bytes(fig, dpi, colors))
     for kind in ("image/svg+xml", "application/pdf", "image/jpeg"):  # one picture per figure: the PNG
         formatters[kind].pop(Figure, None)
-    return True
 
 
 def integer_epochs(ax: Axes) -> None:
