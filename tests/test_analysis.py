@@ -5,7 +5,6 @@ ResNet (any classifier returning logits)."""
 from __future__ import annotations
 
 import ast
-import math
 from pathlib import Path
 
 import matplotlib
