@@ -1,5 +1,7 @@
 """Time per batch of every mixing policy, CutMix against timm and torchvision,
-and the cost of the dynamic policies in a full training step.
+the cost of the dynamic policies in a full training step, and PuzzleMix's
+cost per training step against a mixup step (published defaults, the reduced
+variant, each part, the adversarial and clean-loss options) with its parts.
 
 One CPU thread, a batch of 256 x 3 x 32 x 32 floats in [0, 1], 10 classes,
 value checks off (as inside ``fit`` after its first step).  Candidates are
@@ -9,7 +11,7 @@ the median per call over rounds, and ratios are medians of the per-round
 ratios, which keeps them fair when other processes share the CPU; the CutMix
 comparison also gives the best (least disturbed) round of each.
 
-    python benchmarks/bench_mixing.py [--rounds 15] [--threads 1]
+    python benchmarks/bench_mixing.py [--rounds 15] [--threads 1] [--only puzzlemix]
 
 Prints Markdown tables and writes them to benchmarks/results/mixing.md.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 from pathlib import Path
 
 import torch
@@ -116,11 +119,98 @@ def step_table(x: torch.Tensor, y: torch.Tensor, rounds: int) -> tuple[list[str]
     return lines, times
 
 
+PUZZLE_BATCH = 128
+PUZZLE_VARIANTS = {  # name in the table: (policy, options)
+    "mixup": ("mixup", {}),
+    "puzzlemix_lite (2 labels, no transport)": ("puzzlemix_lite", {}),
+    "puzzlemix, 3 labels, no transport": ("puzzlemix", {"transport": False}),
+    "puzzlemix, 2 labels + transport": ("puzzlemix", {"n_labels": 2}),
+    "puzzlemix (published defaults)": ("puzzlemix", {}),
+    "puzzlemix + adv_p=0.1": ("puzzlemix", {"adv_p": 0.1}),
+    "puzzlemix + clean_lam=1": ("puzzlemix", {"clean_lam": 1.0}),
+}
+
+
+def puzzlemix_tables(rounds: int, device: str = "cpu") -> tuple[list[str], dict]:
+    """Training steps (mix + forward + soft-target cross-entropy + aux_loss +
+    backward + SGD) of a small CNN on a 128 x 3 x 32 x 32 batch on ``device``.
+    The i-th call of every variant uses a generator seeded with i and the
+    block grid n = (2, 4, 8, 16)[i % 4], so every round compares the variants
+    on the same n and the rounds cover the four grids the policy draws from
+    equally often.  On a GPU every timed call ends with a synchronize."""
+    puzzle = sys.modules["mixviz.mixing.puzzlemix"]  # the module (mixing.puzzlemix is the policy function)
+    dev = torch.device(device)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(PUZZLE_BATCH, CHANNELS, SIZE, SIZE, generator=gen).to(dev)
+    y = torch.randint(0, CLASSES, (PUZZLE_BATCH,), generator=gen).to(dev)
+    torch.manual_seed(0)
+    model = small_cnn().to(dev).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    calls = dict.fromkeys(PUZZLE_VARIANTS, 0)
+
+    def synced(fn):
+        def call() -> None:
+            fn()
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+        return call
+
+    def step(name: str) -> None:
+        policy, options = PUZZLE_VARIANTS[name]
+        seed, calls[name] = calls[name], calls[name] + 1
+        gen_i = torch.Generator(device=dev).manual_seed(seed)
+        if policy.startswith("puzzlemix"):
+            options = {**options, "block_num": (2, 4, 8, 16)[seed % 4]}
+        mixed = mixing.mix(policy, x, y, generator=gen_i, model=model, **options)
+        logits = model(mixed.inputs)
+        loss = torch.sum(-mixed.soft_targets(CLASSES) * F.log_softmax(logits, 1), 1).mean()
+        if mixed.aux_loss is not None:
+            loss = loss + mixed.aux_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    times = interleaved({n: synced(lambda n=n: step(n)) for n in PUZZLE_VARIANTS}, rounds, block_s=0.0, warmup=1)
+    lines = [f"| training step, small CNN, batch {PUZZLE_BATCH} | ms / step (mean) | x mixup step (mean) "
+             "| x mixup step (median of rounds) |", "|---|---:|---:|---:|"]
+    for name in PUZZLE_VARIANTS:
+        mean = sum(times[name]) / len(times[name])
+        lines.append(f"| {name} | {1e3 * mean:.0f} | {sum(times[name]) / sum(times['mixup']):.2f} "
+                     f"| {ratio(times, name, 'mixup'):.2f} |")
+
+    # the parts of one call, per block grid n (transport grid G = 8, or 16 for n = 16)
+    sal = mixing.input_gradient_saliency(model, x, y)
+    index = torch.randperm(PUZZLE_BATCH, generator=gen).to(dev)
+    lam = torch.rand(PUZZLE_BATCH, generator=gen).to(dev)
+    parts: dict = {"saliency pass (forward + input backward)": lambda: mixing.input_gradient_saliency(model, x, y)}
+    for n in (2, 4, 8, 16):
+        unary, down, right = (t.double().cpu().numpy() for t in puzzle._energy(
+            x, sal, index, lam, n, beta=1.2, gamma=0.5, eta=0.2, neigh_size=4, n_labels=3))
+        labels = torch.from_numpy(puzzle.graph_cut_labels(unary, down, right)).to(dev)
+        g = puzzle._transport_grid(n, SIZE, SIZE, 4)
+        cells = (1 - labels.float() / 2).repeat_interleave(g // n, 1).repeat_interleave(g // n, 2)
+        u = F.adaptive_avg_pool2d(sal.unsqueeze(1), (g, g)).squeeze(1)
+        u = u / u.sum((1, 2), keepdim=True)
+        parts[f"energy + min cut, n = {n}"] = lambda n=n: puzzle.graph_cut_labels(*(t.double().cpu().numpy() for t in (
+            puzzle._energy(x, sal, index, lam, n, beta=1.2, gamma=0.5, eta=0.2, neigh_size=4, n_labels=3))))
+        parts[f"transport, G = {g} (n = {n}): 2 plans + 2 moves"] = lambda cells=cells, u=u: [
+            puzzle.move_cells(x, puzzle.transport_plan(c, v)) for c, v in ((cells, u), (1 - cells, u[index]))]
+    parts = {name: synced(fn) for name, fn in parts.items()}
+    part_times = interleaved(parts, max(3, rounds // 2), block_s=0.0, warmup=1)
+    part_lines = ["| part of one PuzzleMix call (3 labels, batch 128) | ms (median) |", "|---|---:|"]
+    part_lines += [f"| {name} | {median_ms(part_times[name]):.1f} |" for name in parts]
+    return lines + ["", *part_lines], {**times, **part_times}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--only", choices=["puzzlemix"], default=None,
+                    help="run only this section and print it (the results file is left alone)")
+    ap.add_argument("--device", default="cpu",
+                    help="device of the PuzzleMix section with --only puzzlemix (e.g. cuda); default: %(default)s")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     mixviz.validation(False)
@@ -138,6 +228,21 @@ def main() -> None:
         "absolute times are noisy (the ratios less so). Regenerate with `python benchmarks/bench_mixing.py`.",
         "",
     ]
+    puzzle_rounds = 4 * max(2, args.rounds // 6)  # a multiple of 4: each block grid n equally often
+    puzzle_intro = ["## PuzzleMix: cost per training step", "",
+                    f"Each variant's training step against a mixup step in the same round ({puzzle_rounds} "
+                    "interleaved rounds; round i of every variant uses the block grid n = 2, 4, 8, 16 in turn, "
+                    "so the mean is the average over the grids the policy draws from). The min cut "
+                    "runs on the CPU (one host sync per batch); the transport is tensor code on the batch's "
+                    "device, O(B G^4) work per round and G rounds, which dominates the n = 16 batches on a CPU. "
+                    "The saliency pass is one forward and an input-only backward of the network; adv_p adds no "
+                    "pass, clean_lam back-propagates that pass into the weights. `--only puzzlemix --device "
+                    "cuda` prints this section for a GPU.", ""]
+    if args.only == "puzzlemix":
+        lines, _ = puzzlemix_tables(puzzle_rounds, args.device)
+        print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s)\n")
+        print("\n".join(puzzle_intro + lines))
+        return
     sections = []
     lines, _ = cutmix_table(x, y, 2 * args.rounds)
     sections += ["## Per-sample CutMix against timm and torchvision", "", *lines, ""]
@@ -148,6 +253,8 @@ def main() -> None:
     lines, _ = step_table(x, y, args.rounds)
     sections += ["## Cost in a training step", "",
                  "mix + forward + soft-target cross-entropy + backward + SGD step, small CNN.", "", *lines, ""]
+    lines, _ = puzzlemix_tables(puzzle_rounds)
+    sections += [*puzzle_intro, *lines, ""]
     text = "\n".join(header + sections)
     print(text)
     try:

@@ -56,6 +56,14 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="learning-rate schedule, stepped every batch. Default: %(default)s")
     g.add_argument("--warmup-epochs", type=int, default=d["warmup_epochs"].default,
                    help="linear warm-up epochs. Default: %(default)s")
+    g.add_argument("--label-noise", type=float, default=None, metavar="P",
+                   help="flip each training label with probability P to another class (noisy-label training; the "
+                        "test split stays clean). Same as --dataset-option label_noise=P")
+    g.add_argument("--noise-kind", default=None, choices=("symmetric", "pair"),
+                   help="symmetric: a uniformly drawn other class; pair: the next class (c -> c + 1 mod C). "
+                        "Default: symmetric")
+    g.add_argument("--eval-every", type=int, default=d["eval_every"].default, metavar="N",
+                   help="evaluate every N epochs (and after the last). Default: %(default)s")
     g.add_argument("--seed", type=int, default=d["seed"].default,
                    help="seed of every random draw (data order, augmentation, mixing). Default: %(default)s")
     g = p.add_argument_group("options passed to the parts (repeatable KEY=VALUE)")
@@ -90,9 +98,19 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         momentum=args.momentum, weight_decay=args.weight_decay, scheduler=args.scheduler,
         warmup_epochs=args.warmup_epochs, seed=args.seed, device=args.device, amp=args.amp,
         augment=args.augment, policy_options=dict(args.policy_option), loss_options=dict(args.loss_option),
-        dataset_options=dict(args.dataset_option), model_options=dict(args.model_option),
+        dataset_options=_dataset_options(args), model_options=dict(args.model_option), eval_every=args.eval_every,
         data_root=args.data_root, download=args.download, num_workers=args.num_workers, progress=args.progress,
     )
+
+
+def _dataset_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--dataset-option KEY=VALUE pairs, with --label-noise / --noise-kind on top."""
+    options = dict(args.dataset_option)
+    if args.label_noise is not None:
+        options["label_noise"] = args.label_noise
+    if args.noise_kind is not None:
+        options["noise_kind"] = args.noise_kind
+    return options
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -106,10 +124,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         if args.out is not None:
             run = fit(replace(config, out_dir=args.out), resume=args.resume)
-        elif distributed:
-            path = runs.run_dir(config, args.runs)
-            run = fit(replace(config, out_dir=str(path)), resume=True)
-        else:
+        else:  # under torchrun too: rank 0 takes the run's lock and decides for every rank
             run = runs.load_or_train(config, args.runs, retrain=args.retrain)
         rank, _ = _dist_info()
         if rank == 0:

@@ -43,27 +43,9 @@ from mixviz.analysis import (EVAL_ALPHA, EVAL_POLICY, EVAL_SEED, MISMATCH_SHARE,
                              training_kind)
 from mixviz.train import Run, TrainConfig
 
-__all__ = [
-    "FIGURE_KINDS",
-    "TOY_DATASETS",
-    "TOY_METHODS",
-    "TOY_BASE",
-    "SALIENCY_ROWS",
-    "FigureRuns",
-    "figure_presets",
-    "clutter_configs",
-    "clutter_config",
-    "toy_point_policies",
-    "toy_methods",
-    "toy_configs",
-    "collect",
-    "clutter_eval_set",
-    "results_table",
-    "summary",
-    "summary_markdown",
-    "make_figures",
-    "register_command",
-]
+__all__ = ["FIGURE_KINDS", "TOY_DATASETS", "TOY_METHODS", "TOY_BASE", "SALIENCY_ROWS", "FigureRuns", "figure_presets",
+           "clutter_configs", "clutter_config", "toy_point_policies", "toy_methods", "toy_configs", "collect",
+           "clutter_eval_set", "results_table", "summary", "summary_markdown", "make_figures", "register_command"]
 
 FIGURE_KINDS: dict[str, tuple[str, ...]] = {
     "mixed_samples": ("mixed_samples",),
@@ -101,28 +83,30 @@ BOUNDARY_POINTS = 300
 
 
 def figure_presets() -> list[str]:
-    """The presets whose grid has the clutter set (the pictures need its object masks)."""
+    """The presets with a figure regime on the clutter set (the pictures need its object masks)."""
     from mixviz.experiments import PRESETS
 
-    return [name for name, p in PRESETS.items() if "clutter" in p.bases]
+    return [name for name, p in PRESETS.items()
+            if p.figure_regime is not None and p.dataset_of(p.figure_regime) == "clutter"]
 
 
 def _preset(name: str) -> Any:
     from mixviz.experiments import preset
 
     p = preset(name)
-    if "clutter" not in p.bases:
-        raise ValueError(f"preset must be one of {', '.join(figure_presets())} (a preset with the clutter set, "
-                         f"whose object masks the pictures need); got {name!r}")
+    if name not in figure_presets():
+        raise ValueError(f"preset must be one of {', '.join(figure_presets())} (a preset with a clutter regime for "
+                         f"the pictures, whose object masks they need); got {name!r}")
     return p
 
 
 def clutter_configs(preset: str) -> list[TrainConfig]:
-    """The clutter runs of ``preset``: :func:`mixviz.experiments.grid` restricted
-    to the clutter set, so ``mixviz compare`` and ``mixviz figures`` share runs."""
+    """The runs of the figure regime of ``preset``: :func:`mixviz.experiments.grid`
+    restricted to that regime, so ``mixviz compare`` and ``mixviz figures`` share runs."""
     from mixviz.experiments import grid
 
-    return grid(_preset(preset), datasets=("clutter",))
+    p = _preset(preset)
+    return grid(p, regimes=(p.figure_regime,))
 
 
 def clutter_config(preset: str, method: str, seed: int | None = None) -> TrainConfig:
@@ -241,7 +225,8 @@ def clutter_eval_set(preset: str) -> Any:
     its runs were evaluated on."""
     from mixviz import data
 
-    options = dict(_preset(preset).bases["clutter"].get("dataset_options", {}))
+    p = _preset(preset)
+    options = dict(p.bases[p.figure_regime].get("dataset_options", {}))
     return data.load("clutter", "test", **options)
 
 

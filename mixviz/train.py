@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
@@ -35,7 +37,7 @@ from torch import nn
 import mixviz
 from mixviz._validation import check_choice, check_positive
 from mixviz.augment import random_crop_flip
-from mixviz.ioutil import atomic_torch_save, atomic_write_json, atomic_write_text
+from mixviz.ioutil import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
 
 __all__ = ["TrainConfig", "Run", "fit", "make_step", "resolve_device", "evaluate"]
 
@@ -74,6 +76,7 @@ class TrainConfig:
     augment: bool | None = None
     eval_policy: str = "auto"
     eval_alpha: float = 1.0
+    eval_every: int = 1            # evaluate (test metrics, memorisation) every N epochs and at the last one
     dataset_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)
     policy_options: dict[str, Any] = field(default_factory=dict)
@@ -121,6 +124,7 @@ class TrainConfig:
         if self.eval_policy != "auto":
             check_choice("eval_policy", self.eval_policy, mixing.available())
         check_positive("eval_alpha", self.eval_alpha)
+        check_positive("eval_every", self.eval_every, integer=True)
         for name in ("dataset_options", "model_options", "policy_options", "loss_options"):
             if not isinstance(getattr(self, name), dict):
                 raise TypeError(f"{name} must be a dict, got {type(getattr(self, name)).__name__}")
@@ -329,17 +333,33 @@ def _dist_info() -> tuple[int, int]:
 
 
 def _rng_state(gen: torch.Generator) -> dict[str, Any]:
-    state = {"gen": gen.get_state(), "torch": torch.get_rng_state()}
+    """Every random state a resumed run needs, in types a checkpoint may hold
+    (:func:`mixviz.ioutil.check_checkpoint_types`): the run's generator,
+    torch's CPU and CUDA generators (byte tensors), and the global numpy and
+    Python ``random`` states (lists of ints), so that a user's callback or data
+    code drawing from those resumes exactly too."""
+    np_state = np.random.get_state(legacy=False)  # {'bit_generator', 'state': {'key': uint32 array, ...}, ...}
+    np_state["state"] = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in np_state["state"].items()}
+    version, internal, gauss_next = random.getstate()
+    state = {"gen": gen.get_state(), "torch": torch.get_rng_state(), "numpy": np_state,
+             "python": [version, list(internal), gauss_next]}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def _set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
-    gen.set_state(state["gen"])
-    torch.set_rng_state(state["torch"])
+    """Restore what :func:`_rng_state` saved (checkpoints written before the
+    numpy and Python states were kept restore the torch states only)."""
+    gen.set_state(state["gen"].cpu())  # generator states are CPU byte tensors, whatever the device
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    if "numpy" in state:
+        np.random.set_state(state["numpy"])
+    if "python" in state:
+        version, internal, gauss_next = state["python"]
+        random.setstate((version, tuple(internal), gauss_next))
 
 
 # ----------------------------------------------------------------------------
@@ -442,7 +462,7 @@ def fit(config: TrainConfig, resume: bool = False, *,
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if resume and out_dir is not None and (out_dir / CHECKPOINT).exists():
-        ckpt = torch.load(out_dir / CHECKPOINT, map_location=device, weights_only=False)
+        ckpt = load_checkpoint(out_dir / CHECKPOINT)  # weights_only: refuses files that would run code
         saved = TrainConfig.from_dict(ckpt["config"]).identity()
         if saved != config.identity():
             changed = sorted(k for k in saved if saved[k] != config.identity().get(k))
@@ -461,7 +481,9 @@ def fit(config: TrainConfig, resume: bool = False, *,
 
     eval_images, eval_labels = _eval_arrays(test_set)
     eval_images, eval_labels = eval_images.to(device), eval_labels.to(device)
+    eval_masks = test_set.masks.to(device) if getattr(test_set, "masks", None) is not None else None
     eval_policy = _eval_policy(config, points)
+    probe = _memorisation_probe(train_set, device)
 
     step = make_step(config, model, train_model, criterion, optimizer, scheduler, gen,
                      amp=amp, channels_last=channels_last, augment=augment)
@@ -499,13 +521,17 @@ def fit(config: TrainConfig, resume: bool = False, *,
             if world > 1:
                 dist.all_reduce(loss_sum)
                 loss_sum /= world
-            row = _evaluate_epoch(model, eval_images, eval_labels, eval_policy, config, amp, metrics)
+            row = {}
+            if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+                row = _evaluate_epoch(model, eval_images, eval_labels, eval_policy, config, amp, metrics, eval_masks)
+                if probe is not None:
+                    row.update(metrics.memorisation(evaluate(model, probe[0], probe[1], amp=amp), probe[1], probe[2]))
             row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                    "train_loss": float(loss_sum) / max(1, steps), **row,
                    "epoch_sec": train_sec, "images_per_sec": steps * config.batch_size / train_sec}
             history.append(row)
             if writer:
-                atomic_torch_save({
+                save_checkpoint({
                     "config": config.to_dict(), "epoch": epoch, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "criterion": criterion.state_dict(), "rng": _gather_rng(gen, world),
@@ -520,7 +546,7 @@ def fit(config: TrainConfig, resume: bool = False, *,
             progress.close()
 
     hist = pd.DataFrame(history)
-    final = _final_metrics(model, eval_images, eval_labels, config, amp, metrics, hist, eval_policy)
+    final = _final_metrics(model, eval_images, eval_labels, config, amp, metrics, hist, eval_policy, eval_masks)
     final.update(device=str(device), world_size=world,
                  params=sum(p.numel() for p in model.parameters()))
     if writer:
@@ -538,20 +564,48 @@ def _gather_rng(gen: torch.Generator, world: int) -> Any:
     return states
 
 
+#: Training images whose predictions are checked each epoch for memorisation of noisy labels (the first ones).
+MEMORISATION_PROBE = 1024
+
+
+def _memorisation_probe(train_set: Any, device: torch.device) -> tuple[torch.Tensor, ...] | None:
+    """(images, noisy labels, clean labels) of the first training samples when
+    the training labels are noisy (:mod:`mixviz.data.noise`), else None."""
+    noisy = getattr(train_set, "noisy", None)
+    if noisy is None or not bool(noisy.any()):
+        return None
+    n = MEMORISATION_PROBE
+    return (train_set.images[:n].to(device), train_set.labels[:n].to(device), train_set.clean_labels[:n].to(device))
+
+
 def _evaluate_epoch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eval_policy: str,
-                    config: TrainConfig, amp: bool, metrics: Any) -> dict[str, float]:
+                    config: TrainConfig, amp: bool, metrics: Any,
+                    masks: torch.Tensor | None = None) -> dict[str, float]:
     logits = evaluate(model, images, labels, amp=amp)
     row = metrics.summary(logits, labels)
     mixed = metrics.mixed_evaluation(model, images, labels, policy=eval_policy, alpha=config.eval_alpha,
-                                     seed=config.seed)
+                                     seed=config.seed, object_masks=masks)
     return {"test_acc": row["test_acc"], "test_nll": row["nll"], "test_ece": row["ece"], **mixed}
 
 
+#: Policies whose mixed test sets are scored at the end of a run on data with object masks (the visible-pair split).
+FINAL_MIXED_POLICIES = ("cutmix", "mixup")
+
+
 def _final_metrics(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
-                   amp: bool, metrics: Any, hist: pd.DataFrame, eval_policy: str) -> dict[str, Any]:
+                   amp: bool, metrics: Any, hist: pd.DataFrame, eval_policy: str,
+                   masks: torch.Tensor | None = None) -> dict[str, Any]:
     logits = evaluate(model, images, labels, amp=amp)
     final: dict[str, Any] = dict(metrics.summary(logits, labels))
     last = hist.iloc[-1]
+    if masks is not None:  # Top-1/Top-2 on CutMix- and mixup-mixed test sets, split by what each image shows
+        for policy in FINAL_MIXED_POLICIES:
+            scores = metrics.mixed_evaluation(model, images, labels, policy=policy, alpha=config.eval_alpha,
+                                              seed=config.seed, object_masks=masks)
+            final.update({f"{policy}_{k.removeprefix('mixed_')}": v for k, v in scores.items()})
+    for key in ("memorised", "still_right", "clean_fit", "noisy_share"):
+        if key in last:
+            final[key] = float(last[key])
     final.update(mixed_top1=float(last["mixed_top1"]), mixed_top2=float(last["mixed_top2"]),
                  eval_policy=eval_policy, epochs=int(len(hist)),
                  sec_per_epoch=float(hist["epoch_sec"].median()),

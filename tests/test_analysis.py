@@ -5,6 +5,7 @@ ResNet (any classifier returning logits)."""
 from __future__ import annotations
 
 import ast
+import math
 from pathlib import Path
 
 import matplotlib
@@ -74,7 +75,11 @@ def _imports(path: Path) -> set[str]:
 def test_arrows_point_one_way():
     """cli -> figures/experiments -> analysis/train -> metrics/losses/...: no
     circle between experiments and figures, and analysis imports neither."""
-    assert not any(m.startswith("mixviz.figures") for m in _imports(PACKAGE / "experiments.py"))
+    experiments = [PACKAGE / "experiments.py"] if (PACKAGE / "experiments.py").exists() else \
+        sorted((PACKAGE / "experiments").glob("*.py"))
+    assert experiments
+    for path in experiments:
+        assert not any(m.startswith("mixviz.figures") for m in _imports(path)), path.name
     for path in (PACKAGE / "analysis").glob("*.py"):
         upward = {m for m in _imports(path) if m.split(".")[:2] in (["mixviz", "figures"], ["mixviz", "experiments"],
                                                                      ["mixviz", "cli"], ["mixviz", "runs"])}
@@ -307,7 +312,7 @@ def test_saliency_table_of_a_torchvision_model(tiny, resnet):
     with pytest.raises(ValueError, match="with_last_conv"):
         analysis.saliency_table({"resnet18": resnet}, test.images, test.labels, test.masks, limit=8)
     wrapped = analysis.with_last_conv(resnet, "layer3")
-    assert wrapped.last_conv is resnet.layer3
+    assert wrapped.last_conv is resnet.layer3 and wrapped.training is resnet.training is False
     x = test.images[:8]
     with torch.no_grad():
         torch.testing.assert_close(wrapped(x), resnet(x))
@@ -319,6 +324,7 @@ def test_saliency_table_of_a_torchvision_model(tiny, resnet):
     # the Grad-CAM map is the one of layer3 (8 x 8 on 32-pixel images), upsampled
     cam = saliency.attribute(wrapped, x, test.labels[:8], "gradcam")
     assert cam.shape == (8, 1, 32, 32)
+    assert resnet.training is False  # the analyses leave the model in the mode they found it
     with pytest.raises(ValueError, match="layer"):
         analysis.with_last_conv(resnet, "layer9")
     with pytest.raises(ValueError, match="submodule"):
@@ -379,3 +385,44 @@ def test_boundaries_and_notes(tiny):
         acc = float(net(points.images).argmax(1).eq(points.labels).float().mean())
     assert three["mine"].startswith(f"test acc {100 * acc:.1f} %") and "DM" not in three["mine"]
     assert analysis.boundary_grids(net, points.images, resolution=5)["model"]["probs"].shape == (5, 5, 3)
+
+
+# --------------------------------------------------------------------------- noisy labels and visible pairs
+
+
+def test_memorisation_of_any_model(resnet):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(40, 3, 32, 32, generator=g)
+    clean = torch.arange(40) % 10
+    noisy = clean.clone()
+    noisy[:10] = (clean[:10] + 1) % 10                          # a quarter flipped
+    table = analysis.memorisation({"resnet18": resnet}, x, noisy, clean)
+    with torch.no_grad():
+        ref = metrics.memorisation(resnet(x), noisy, clean)
+    row = table.iloc[0]
+    assert row["method"] == "resnet18" and row["noisy_share"] == pytest.approx(0.25)
+    for key in ("memorised", "still_right", "clean_fit"):
+        assert row[key] == pytest.approx(ref[key])
+    # a model that predicts the noisy labels exactly has memorised all of them
+    cheat = nn.Module()
+    cheat.forward = lambda inputs: torch.nn.functional.one_hot(noisy, 10).float() * 10
+    exact = analysis.memorisation(cheat, x, noisy, clean).iloc[0]
+    assert (exact["memorised"], exact["still_right"], exact["clean_fit"]) == (1.0, 0.0, 1.0)
+
+
+def test_visible_pair_accuracy(tiny, resnet):
+    test = tiny["test"]
+    models = {"resnet18": resnet, "cutmix+dm": tiny["clutter"]["cutmix+dm"]}
+    table = analysis.visible_pair_accuracy(models, test.images, test.labels, test.masks)
+    assert list(table["method"]) == ["resnet18", "cutmix+dm"] and table.loc[1, "kind"] == "DM"
+    mixed = analysis.fixed_mixed_batch("cutmix", test.images, test.labels)
+    with torch.no_grad():
+        ref = metrics.mixed_topk_by_visibility(resnet(mixed.inputs), mixed, test.masks)
+    row = table.iloc[0]
+    for key, value in ref.items():
+        if isinstance(value, float) and math.isnan(value):
+            assert math.isnan(row[key])
+        else:
+            assert row[key] == pytest.approx(value)
+    assert row["n_both"] + row["n_one"] <= int((mixed.y_a != mixed.y_b).sum())
+    assert row["n_both"] > 0 and row["n_one"] > 0  # CutMix hides one object of some pairs, not of others

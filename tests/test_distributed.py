@@ -35,7 +35,7 @@ def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(tmp_path):
 
     single = fit(TrainConfig(dataset="moons", model="mlp", policy="none", loss="ce", epochs=3, batch_size=64,
                              lr=0.05, seed=3, device="cpu", progress=False))
-    ddp = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    ddp = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
     for name, w in single.model.state_dict().items():
         torch.testing.assert_close(ddp[name], w, rtol=1e-4, atol=1e-5, msg=name)
     assert metrics["test_acc"] == pytest.approx(single.metrics["test_acc"], abs=0.01)
@@ -77,7 +77,7 @@ def test_distributed_run_killed_mid_run_resumes_to_the_unbroken_weights(tmp_path
     assert not (tmp_path / "b" / "metrics.json").exists(), "the run finished before it was killed"
     resumed = _torchrun([*args, "--out", str(tmp_path / "b"), "--resume"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["model"]
-    b = torch.load(ckpt, weights_only=False)["model"]
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(ckpt, weights_only=True)["model"]
     for name in a:
         assert torch.equal(a[name], b[name]), name

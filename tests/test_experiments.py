@@ -30,17 +30,17 @@ CLUTTER_BASE = dict(model="smallcnn", epochs=1, batch_size=32, lr=0.05, device="
 TINY_IMAGES = Preset("tiny-images", "clutter, width-4 CNN, 1 epoch", bases={"clutter": CLUTTER_BASE}, seeds=(0,),
                      policies=("cutmix", "saliencymix"))
 
-REQUIRED = ["dataset", "model", "policy", "loss", "seed", "test_acc", "ece", "nll", "mixed_top1", "mixed_top2",
-            "sec_per_epoch", "epochs", "alpha", "run_id"]
+REQUIRED = ["regime", "dataset", "model", "method", "policy", "loss", "seed", "test_acc", "ece", "nll", "mixed_top1",
+            "mixed_top2", "sec_per_epoch", "epochs", "alpha", "label_noise", "run_id"]
 METRICS = ["test_acc", "ece", "nll", "mixed_top1", "mixed_top2", "sec_per_epoch"]
 
 
 def keys_of(table):
-    return [(r.dataset, r.policy, r.loss, int(r.seed)) for r in table.itertuples()]
+    return [(r.regime, r.method, int(r.seed)) for r in table.itertuples()]
 
 
 def grid_keys(p, **kw):
-    return [(c.dataset, c.policy, c.loss, c.seed) for c in grid(p, **kw)]
+    return [(c.regime, c.method, c.config.seed) for c in experiments.cells(p, **kw)]
 
 
 def quiet(_msg):
@@ -54,7 +54,7 @@ def count_training(monkeypatch):
     real = runs.load_or_train
 
     def counting(config, root=None, **kw):
-        calls.append((config.dataset, config.policy, config.loss, config.seed))
+        calls.append((config.dataset, f"{config.policy}+{config.loss}", config.seed))
         return real(config, root, **kw)
 
     monkeypatch.setattr(runs, "load_or_train", counting)
@@ -94,91 +94,109 @@ def test_methods_per_policy():
 
 
 @pytest.mark.parametrize("name", sorted(experiments.PRESETS))
-def test_grid_is_datasets_x_seeds_x_policies_x_losses(name):
+def test_grid_is_regimes_x_seeds_x_methods(name):
     p = experiments.preset(name)
     assert p is experiments.PRESETS[name]
-    configs = grid(p)
-    expected = [(ds, pol, loss, seed) for ds in p.bases for seed in p.seeds for pol in p.policies
-                for loss in methods(pol)]
-    assert [(c.dataset, c.policy, c.loss, c.seed) for c in configs] == expected
-    n_losses = sum(len(methods(pol)) for pol in p.policies)
-    assert len(configs) == len(p.bases) * len(p.seeds) * n_losses
-    assert all(isinstance(c, TrainConfig) for c in configs)
-    for c in configs:
-        base = p.bases[c.dataset]
+    cs = experiments.cells(p)
+    expected = []
+    for regime in p.bases:
+        for seed in p.seeds:
+            expected += [(regime, f"{pol}+{loss}", seed) for pol in p.policies for loss in methods(pol)]
+            expected += [(regime, v.label, seed) for v in p.variants]
+    assert [(c.regime, c.method, c.config.seed) for c in cs] == expected
+    assert len({(c.regime, c.method, c.config.seed) for c in cs}) == len(cs)
+    for c in cs:
+        config, base = c.config, p.bases[c.regime]
+        assert isinstance(config, TrainConfig) and config.progress is False
+        assert config.dataset == base.get("dataset", c.regime)
         for k, v in base.items():
-            assert getattr(c, k) == v, (c.dataset, k)
-        assert c.progress is False
-        if c.loss == "dm" and p.dm_alpha:
-            assert c.alpha == dm_defaults(c.policy, p.dm_kind)["alpha"]
-        else:
-            assert c.alpha == p.alpha.get(c.policy, base.get("alpha", TrainConfig.alpha))
-        if c.loss == "dm":
-            dm = dm_defaults(c.policy, p.dm_kind)
-            assert c.loss_options == {"eta": dm["eta"], "mode": dm["mode"], "lam_power": dm["lam_power"]}
-        else:
-            assert c.loss_options == {}
+            assert getattr(config, k) == v, (c.regime, k)
+        if config.loss == "dm" and p.dm_alpha:
+            assert config.alpha == dm_defaults(config.policy, p.dm_kind)["alpha"]
+        elif c.method == f"{config.policy}+{config.loss}":
+            assert config.alpha == p.alpha.get(config.policy, base.get("alpha", TrainConfig.alpha))
+        if c.method == f"{config.policy}+dm":
+            dm = dm_defaults(config.policy, p.dm_kind)
+            assert config.loss_options == {"eta": dm["eta"], "mode": dm["mode"], "lam_power": dm["lam_power"],
+                                           **p.dm_options}
+        elif config.loss != "dm":
+            assert config.loss_options == {}
+    # figures need a clutter regime with object masks
+    if p.figure_regime is not None:
+        assert p.dataset_of(p.figure_regime) == "clutter"
 
 
 def test_builtin_presets():
-    quick, full, gpu = (experiments.preset(n) for n in ("quick", "full", "gpu-cifar100"))
-    assert quick.policies == full.policies == gpu.policies == experiments.POLICIES
-    assert len(grid(quick)) == 15                  # none + 7 policies x 2 losses, 1 seed
-    assert len(grid(full)) == 2 * 3 * 15           # 2 data sets, 3 seeds
-    assert len(grid(gpu)) == 3 * 15
-    assert {c.dataset for c in grid(full)} == {"clutter", "digits"}
+    quick, full, sweep, gpu = (experiments.preset(n) for n in ("quick", "full", "dm-sweep", "gpu-cifar100"))
+    assert len(full.seeds) >= 5 and len(sweep.seeds) >= 3
+    # full: clean, noisy and few-labels regimes on clutter
+    noise = {r: b["dataset_options"].get("label_noise", 0.0) for r, b in full.bases.items()}
+    assert noise["clean"] == 0.0 and noise["noisy20"] == 0.2 and noise["noisy40"] == 0.4
+    assert any(b["dataset_options"]["n_train"] <= 300 for b in full.bases.values())    # few labels per class
+    # quick: noisy labels (the regime where mixing helps), the regime of the pictures
+    assert quick.bases[quick.figure_regime]["dataset_options"]["label_noise"] > 0
+    # the sweep: every eta x mode for mixup and CutMix in a clean and a noisy regime
+    labels = [v.label for v in sweep.variants]
+    for policy in ("mixup", "cutmix"):
+        assert f"{policy}+dm eta=0 both" in labels and f"{policy}+dm eta=1 more" in labels
+        assert sum(lab.startswith(f"{policy}+dm ") for lab in labels) == 1 + 4 * 3
+    assert {b["dataset_options"].get("label_noise", 0.0) for b in sweep.bases.values()} == {0.0, 0.4}
     # the CIFAR-100 preset carries the authors' alpha per policy, and their alpha 0.2 for DM runs
     for c in grid(gpu):
         assert c.alpha == (0.2 if c.loss == "dm" else experiments.CIFAR_ALPHA[c.policy])
         assert (c.model, c.epochs, c.batch_size, c.lr, c.momentum, c.weight_decay, c.scheduler) == \
             ("preact_resnet18", 200, 100, 0.1, 0.9, 1e-4, "cosine")
-    assert {c.alpha for c in grid(gpu) if c.policy == "cutmix"} == {0.2}
-    assert {c.alpha for c in grid(gpu) if c.policy == "mixup"} == {1.0, 0.2}
     # the CPU presets leave alpha at the TrainConfig default, for DM too (only the loss differs)
     assert not quick.dm_alpha and not full.dm_alpha
-    assert {c.alpha for c in grid(quick)} == {1.0}
 
 
-def test_dm_rows_follow_dm_defaults_per_policy():
-    rows = {(c.policy, c.loss): c for c in grid(experiments.preset("quick"))}
+def test_dm_rows_follow_dm_defaults_per_policy_with_the_preset_options_on_top():
+    p = Preset("t", "", bases={"moons": MOONS_BASE}, policies=("mixup", "cutmix", "puzzlemix", "average"))
+    rows = {(c.policy, c.loss): c for c in grid(p)}
     assert rows[("mixup", "dm")].loss_options == {"eta": 0.01, "mode": "more", "lam_power": 0.5}
     assert rows[("cutmix", "dm")].loss_options == {"eta": 0.1, "mode": "less", "lam_power": 0.5}
-    assert rows[("fmix", "dm")].loss_options == {"eta": 0.01, "mode": "less", "lam_power": 0.0}
     assert rows[("puzzlemix", "dm")].loss_options == {"eta": 0.1, "mode": "both", "lam_power": 1.0}
     assert ("average", "dm") not in rows and ("none", "dm") not in rows
     assert rows[("average", "midpoint")].loss_options == {}
+    strong = Preset("t", "", bases={"moons": MOONS_BASE}, policies=("mixup",), dm_options={"eta": 1.0})
+    assert grid(strong)[1].loss_options == {"eta": 1.0, "mode": "more", "lam_power": 0.5}
+
+
+def test_variants_and_the_sweep_rows():
+    p = Preset("t", "", bases={"moons": MOONS_BASE}, policies=("mixup",),
+               variants=experiments.dm_sweep_variants(("mixup",), etas=(0.0, 0.3), modes=("both", "less")))
+    cs = experiments.cells(p)
+    assert [c.method for c in cs] == ["mixup+mixup_ce", "mixup+dm", "mixup+dm eta=0 both", "mixup+dm eta=0.3 both",
+                                      "mixup+dm eta=0.3 less"]
+    assert cs[3].config.loss_options == {"eta": 0.3, "mode": "both", "lam_power": 1.0}
+    assert cs[2].config.loss_options["eta"] == 0.0
+    assert cs[3].config.alpha == cs[0].config.alpha                  # only the loss differs
 
 
 def test_method_config_alpha_dm_kind_and_overrides():
     c = method_config(MOONS_BASE, "moons", "mixup", "dm", 3, alpha=0.4, dm_kind="imagenet")
     assert (c.dataset, c.policy, c.loss, c.seed, c.alpha, c.progress) == ("moons", "mixup", "dm", 3, 0.4, False)
-    assert c.loss_options == {k: dm_defaults("mixup", "imagenet")[k] for k in ("eta", "mode", "lam_power")}
     assert c.loss_options == {"eta": 0.1, "mode": "both", "lam_power": 1.0}
-    # alpha=None keeps the base's alpha (here the default)
     assert method_config(MOONS_BASE, "moons", "mixup", "mixup_ce", 0).alpha == 1.0
     assert method_config(dict(MOONS_BASE, alpha=0.3), "moons", "mixup", "mixup_ce", 0).alpha == 0.3
-    # overrides win over base and DM settings
     c = method_config(MOONS_BASE, "moons", "mixup", "dm", 0, epochs=5, loss_options={"eta": 0.5})
     assert c.epochs == 5 and c.loss_options == {"eta": 0.5}
-    # the base dict is not modified
     assert "loss_options" not in MOONS_BASE and "seed" not in MOONS_BASE
-    # a bad cell is a config error naming the field
     with pytest.raises(ValueError, match="policy"):
         method_config(MOONS_BASE, "moons", "nope", "ce", 0)
 
 
 def test_grid_filters_and_overrides():
     full = experiments.preset("full")
-    configs = grid(full, seeds=(5,), policies=("mixup", "none"), datasets=("digits",), epochs=2)
-    assert [(c.dataset, c.policy, c.loss, c.seed) for c in configs] == [
-        ("digits", "mixup", "mixup_ce", 5), ("digits", "mixup", "dm", 5), ("digits", "none", "ce", 5)]
-    assert {c.epochs for c in configs} == {2}
-    assert len(grid(full, seeds=(0,))) == 2 * 15
-    assert len(grid(full, datasets=("clutter",))) == 3 * 15
-    assert grid_keys(TINY, policies=("average",)) == [("moons", "average", "mixup_ce", 0),
-                                                     ("moons", "average", "midpoint", 0),
-                                                     ("moons", "average", "mixup_ce", 1),
-                                                     ("moons", "average", "midpoint", 1)]
+    configs = experiments.cells(full, seeds=(5,), policies=("mixup", "none"), regimes=("noisy40",), epochs=2)
+    assert {c.config.epochs for c in configs} == {2} and {c.regime for c in configs} == {"noisy40"}
+    assert {c.method for c in configs} == {"mixup+mixup_ce", "mixup+dm", "none+ce"}
+    assert len(grid(full, seeds=(0,))) == len(grid(full)) // len(full.seeds)
+    assert len(grid(full, datasets=("clutter",))) == len(grid(full))
+    assert grid_keys(TINY, policies=("average",)) == [("moons", "average+mixup_ce", 0),
+                                                     ("moons", "average+midpoint", 0),
+                                                     ("moons", "average+mixup_ce", 1),
+                                                     ("moons", "average+midpoint", 1)]
 
 
 @pytest.mark.parametrize("kw,name", [
@@ -187,6 +205,7 @@ def test_grid_filters_and_overrides():
     (dict(policies=("mixup", "cutmix")), "policies"),    # cutmix is not in TINY
     (dict(datasets=("cifar10",)), "datasets"),
     (dict(datasets=("moons", "clutter")), "datasets"),
+    (dict(regimes=("noisy",)), "regimes"),
 ])
 def test_grid_unknown_names_raise_naming_the_argument(kw, name):
     with pytest.raises(ValueError, match=f"^{name} must be one of"):
@@ -194,23 +213,26 @@ def test_grid_unknown_names_raise_naming_the_argument(kw, name):
 
 
 def test_unknown_preset_raises():
-    with pytest.raises(ValueError, match="^preset must be one of 'quick', 'full', 'gpu-cifar100'; got 'nope'"):
+    with pytest.raises(ValueError, match="^preset must be one of 'quick', 'full'"):
         experiments.preset("nope")
     with pytest.raises(ValueError, match="preset"):
         compare("nope", "unused-never-created")
 
 
 def test_result_row_takes_config_and_metrics():
-    config = TrainConfig(dataset="moons", model="mlp", policy="mixup", loss="dm", seed=4, alpha=0.2)
+    config = TrainConfig(dataset="moons", model="mlp", policy="mixup", loss="dm", seed=4, alpha=0.2,
+                         loss_options={"eta": 0.3}, dataset_options={"label_noise": 0.2})
     metrics = dict(test_acc=0.9, ece=0.05, nll=0.3, mixed_top1=0.7, mixed_top2=0.95, sec_per_epoch=1.5,
-                   epochs=3, eval_policy="mixup", images_per_sec=10.0)
-    row = experiments.result_row(SimpleNamespace(config=config, metrics=metrics), "rid")
+                   epochs=3, eval_policy="mixup", images_per_sec=10.0, memorised=0.25)
+    row = experiments.result_row(SimpleNamespace(config=config, metrics=metrics), "rid", "noisy", "mixup+dm x")
     assert list(row) == RESULT_COLUMNS
-    assert row == dict(dataset="moons", model="mlp", policy="mixup", loss="dm", seed=4, test_acc=0.9, ece=0.05,
-                       nll=0.3, mixed_top1=0.7, mixed_top2=0.95, sec_per_epoch=1.5, epochs=3, alpha=0.2,
-                       eval_policy="mixup", run_id="rid")
+    assert (row["regime"], row["method"], row["dataset"], row["seed"]) == ("noisy", "mixup+dm x", "moons", 4)
+    assert (row["test_acc"], row["memorised"], row["alpha"], row["label_noise"]) == (0.9, 0.25, 0.2, 0.2)
+    assert row["loss_options"] == '{"eta": 0.3}' and row["run_id"] == "rid" and row["eval_policy"] == "mixup"
+    assert math.isnan(row["still_right"]) and math.isnan(row["cutmix_top2_both"])
     del metrics["eval_policy"]
-    assert experiments.result_row(SimpleNamespace(config=config, metrics=metrics), "x")["eval_policy"] == ""
+    row = experiments.result_row(SimpleNamespace(config=config, metrics=metrics), "x")
+    assert row["eval_policy"] == "" and row["regime"] == "moons" and row["method"] == "mixup+dm"
 
 
 # ---------------------------------------------------------------------------- compare
@@ -243,25 +265,26 @@ def test_compare_writes_one_row_per_config_and_a_summary(tmp_path):
     assert log[9].startswith("[10/10] moons average+midpoint seed 1: acc ")
     # the summary: 5 methods, 2 seeds each
     summary = pd.read_csv(out / "summary.csv")
-    assert list(zip(summary.policy, summary.loss)) == [("none", "ce"), ("mixup", "mixup_ce"), ("mixup", "dm"),
-                                                       ("average", "mixup_ce"), ("average", "midpoint")]
+    assert list(summary.method) == ["none+ce", "mixup+mixup_ce", "mixup+dm", "average+mixup_ce", "average+midpoint"]
     assert set(summary.seeds) == {2}
     expected = summarize(results)
     pd.testing.assert_frame_equal(summary, expected, check_exact=False, rtol=1e-12)
-    assert (out / "summary.md").read_text() == experiments.summary_markdown(expected)
-    assert (out / "summary.md").read_text().startswith("**moons** (mean ± std over 2 seeds)\n")
-    # plots=True (the default): one accuracy-vs-time plot per data set
+    effects = experiments.paired_effects(results)
+    assert (out / "summary.md").read_text() == experiments.summary_markdown(expected, effects)
+    assert (out / "summary.md").read_text().startswith("**moons** (moons; mean ± 95 % interval over 2 seeds)\n")
+    assert list(pd.read_csv(out / "effects.csv").treatment) == list(effects.treatment)
+    # plots=True (the default): one accuracy-vs-time plot per regime
     assert (out / "accuracy_vs_time_moons.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # atomic writes leave no temporary files and readable permissions
-    assert sorted(f.name for f in out.iterdir()) == ["accuracy_vs_time_moons.png", "results.csv", "summary.csv",
-                                                     "summary.md"]
+    assert sorted(f.name for f in out.iterdir()) == ["accuracy_vs_time_moons.png", "effects.csv", "results.csv",
+                                                     "summary.csv", "summary.md"]
     assert (out / "results.csv").stat().st_mode & 0o777 == 0o644
 
 
 def test_compare_by_preset_name_uses_the_registry(tmp_path, monkeypatch, runs_root):
     monkeypatch.setitem(experiments.PRESETS, "tiny", TINY)
     results = compare("tiny", tmp_path / "out", seeds=(0,), policies=("none",), log=quiet, plots=False)
-    assert keys_of(results) == [("moons", "none", "ce", 0)]
+    assert keys_of(results) == [("moons", "none+ce", 0)]
     # runs_root=None: the store is $MIXVIZ_RUNS
     assert runs.is_finished(runs_root / results.run_id[0])
 
@@ -285,7 +308,8 @@ def test_resume_of_a_finished_grid_trains_nothing(tmp_path, monkeypatch):
     assert log == []
     pd.testing.assert_frame_equal(again, first, check_exact=True)
     assert (out / "results.csv").read_bytes() == csv
-    assert sorted(f.name for f in out.iterdir()) == ["results.csv", "summary.csv", "summary.md"]  # plots=False
+    assert sorted(f.name for f in out.iterdir()) == ["effects.csv", "results.csv", "summary.csv",
+                                                     "summary.md"]  # plots=False
 
 
 def test_resume_trains_only_what_is_missing(tmp_path, monkeypatch):
@@ -294,7 +318,7 @@ def test_resume_trains_only_what_is_missing(tmp_path, monkeypatch):
     first_lines = (out / "results.csv").read_text().splitlines()
     calls = count_training(monkeypatch)
     results = compare(TINY, out, runs_root=store, resume=True, log=quiet, plots=False)
-    assert calls == [k for k in grid_keys(TINY) if k[3] == 1]
+    assert calls == [k for k in grid_keys(TINY) if k[2] == 1]
     assert_complete(results, grid_keys(TINY))
     lines = (out / "results.csv").read_text().splitlines()
     assert lines[:len(first_lines)] == first_lines
@@ -308,7 +332,7 @@ def test_resume_with_a_narrower_grid_keeps_the_other_rows_in_the_file(tmp_path, 
     assert keys_of(results) == grid_keys(TINY, policies=("mixup",))
     assert len(pd.read_csv(out / "results.csv")) == 10
     summary = pd.read_csv(out / "summary.csv")
-    assert list(zip(summary.policy, summary.loss)) == [("mixup", "mixup_ce"), ("mixup", "dm")]
+    assert list(summary.method) == ["mixup+mixup_ce", "mixup+dm"]
 
 
 def test_a_new_out_dir_reuses_finished_runs_from_the_store(tmp_path, monkeypatch):
@@ -473,55 +497,74 @@ def test_same_seed_twice_gives_identical_rows_except_time(tmp_path, p):
 
 
 def hand_results():
-    def row(dataset, policy, loss, seed, acc, ece, nll, top1, top2, sec):
-        return dict(dataset=dataset, model="m", policy=policy, loss=loss, seed=seed, test_acc=acc, ece=ece,
-                    nll=nll, mixed_top1=top1, mixed_top2=top2, sec_per_epoch=sec, epochs=1, alpha=1.0,
-                    eval_policy="cutmix", run_id=f"{dataset}-{policy}-{loss}-{seed}")
+    def row(regime, method, seed, acc, ece, nll, top1, top2, sec, memorised=float("nan")):
+        policy, loss = method.split(" ")[0].split("+")
+        return dict(regime=regime, dataset="clutter", model="m", method=method, policy=policy, loss=loss, seed=seed,
+                    test_acc=acc, ece=ece, nll=nll, mixed_top1=top1, mixed_top2=top2, cutmix_top2_both=top2,
+                    cutmix_top2_one=top2 / 2, mixup_top2_both=top2, mixup_top2_one=top2 / 2, memorised=memorised,
+                    still_right=float("nan"), sec_per_epoch=sec, epochs=1, alpha=1.0, loss_options="{}",
+                    label_noise=0.0, eval_policy="cutmix", run_id=f"{regime}-{method}-{seed}")
 
     rows = [
-        row("a", "mixup", "mixup_ce", 0, 0.50, 0.10, 1.0, 0.40, 0.80, 1.0),
-        row("a", "mixup", "mixup_ce", 1, 0.70, 0.30, 2.0, 0.60, 1.00, 3.0),
-        row("a", "mixup", "dm", 0, 0.60, 0.20, 1.5, 0.50, 0.90, 3.0),
-        row("a", "mixup", "dm", 1, 0.80, 0.20, 0.5, 0.70, 0.90, 5.0),
-        row("a", "puzzlemix", "mixup_ce", 0, 0.80, 0.05, 0.25, 0.75, 0.95, 6.0),
-        row("b", "cutmix", "mixup_ce", 0, 0.25, 0.01, 3.0, 0.20, 0.30, 1.0),
-        row("b", "cutmix", "mixup_ce", 1, 0.50, 0.02, 4.0, 0.30, 0.40, 2.0),
-        row("b", "cutmix", "mixup_ce", 2, 0.75, 0.03, 5.0, 0.40, 0.50, 3.0),
-        row("a", "none", "ce", 0, 0.40, 0.15, 2.5, 0.30, 0.60, 0.5),
+        row("a", "mixup+mixup_ce", 0, 0.50, 0.10, 1.0, 0.40, 0.80, 1.0, 0.1),
+        row("a", "mixup+mixup_ce", 1, 0.70, 0.30, 2.0, 0.60, 1.00, 3.0, 0.2),
+        row("a", "mixup+dm", 0, 0.60, 0.20, 1.5, 0.50, 0.90, 3.0, 0.1),
+        row("a", "mixup+dm", 1, 0.80, 0.20, 0.5, 0.70, 0.90, 5.0, 0.1),
+        row("a", "puzzlemix+mixup_ce", 0, 0.80, 0.05, 0.25, 0.75, 0.95, 6.0),
+        row("b", "cutmix+mixup_ce", 0, 0.25, 0.01, 3.0, 0.20, 0.30, 1.0),
+        row("b", "cutmix+mixup_ce", 1, 0.50, 0.02, 4.0, 0.30, 0.40, 2.0),
+        row("b", "cutmix+mixup_ce", 2, 0.75, 0.03, 5.0, 0.40, 0.50, 3.0),
+        row("a", "none+ce", 0, 0.40, 0.15, 2.5, 0.30, 0.60, 0.5, 0.6),
+        row("a", "none+ce", 1, 0.45, 0.15, 2.5, 0.30, 0.60, 0.5, 0.7),
+        row("b", "none+ce", 0, 0.20, 0.01, 3.0, 0.20, 0.30, 1.0),
+        row("b", "none+ce", 1, 0.30, 0.02, 4.0, 0.30, 0.40, 2.0),
+        row("b", "none+ce", 2, 0.40, 0.03, 5.0, 0.40, 0.50, 3.0),
     ]
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
-def test_summarize_mean_std_seeds_kind_and_time_vs_mixup():
+T95 = {1: 12.706204736174707, 2: 4.302652729749464}   # scipy.stats.t.ppf(0.975, dof)
+
+
+def test_summarize_mean_interval_seeds_kind_and_time_vs_mixup():
     s = summarize(hand_results())
-    assert list(s.columns) == ["dataset", "policy", "loss"] + [f"{m}_{x}" for m in METRICS for x in ("mean", "std")] \
-        + ["seeds", "kind", "time_vs_mixup"]
-    # groups in order of first appearance
-    assert list(zip(s.dataset, s.policy, s.loss)) == [
-        ("a", "mixup", "mixup_ce"), ("a", "mixup", "dm"), ("a", "puzzlemix", "mixup_ce"), ("b", "cutmix", "mixup_ce"),
-        ("a", "none", "ce")]
-    assert list(s.seeds) == [2, 2, 1, 3, 1]
-    assert list(s.kind) == ["static", "DM", "dynamic", "static", "baseline"]
-    r = s.set_index(["dataset", "policy", "loss"])
-    mm = r.loc[("a", "mixup", "mixup_ce")]
+    assert list(s.method) == ["mixup+mixup_ce", "mixup+dm", "puzzlemix+mixup_ce", "none+ce", "cutmix+mixup_ce",
+                              "none+ce"]
+    assert list(s.regime) == ["a", "a", "a", "a", "b", "b"]
+    assert list(s.seeds) == [2, 2, 1, 2, 3, 3]
+    assert list(s.kind) == ["static", "DM", "dynamic", "baseline", "static", "baseline"]
+    mm = s.iloc[0]
     approx = lambda v: pytest.approx(v, rel=1e-12, abs=1e-15)  # noqa: E731
     assert (mm.test_acc_mean, mm.test_acc_std) == (approx(0.6), approx(math.sqrt(0.02)))
-    assert (mm.ece_mean, mm.ece_std) == (approx(0.2), approx(math.sqrt(0.02)))
-    assert (mm.nll_mean, mm.nll_std) == (1.5, approx(math.sqrt(0.5)))
-    assert (mm.mixed_top1_mean, mm.mixed_top2_mean) == (approx(0.5), approx(0.9))
-    assert (mm.sec_per_epoch_mean, mm.sec_per_epoch_std) == (2.0, approx(math.sqrt(2)))
-    dm = r.loc[("a", "mixup", "dm")]
-    assert (dm.ece_mean, dm.ece_std) == (approx(0.2), 0.0)
-    assert (dm.nll_mean, dm.nll_std) == (1.0, approx(math.sqrt(0.5)))
-    cut = r.loc[("b", "cutmix", "mixup_ce")]
-    assert (cut.test_acc_mean, cut.test_acc_std) == (0.5, 0.25)          # sample std (ddof 1)
-    assert (cut.nll_mean, cut.nll_std) == (4.0, 1.0)
-    # single seed: the mean is the value, the std is NaN
-    pz = r.loc[("a", "puzzlemix", "mixup_ce")]
-    assert pz.test_acc_mean == 0.8 and math.isnan(pz.test_acc_std) and math.isnan(pz.sec_per_epoch_std)
-    # seconds per epoch relative to mixup + mixup CE on the same data set; NaN where that is missing
-    assert list(s.time_vs_mixup[[0, 1, 2, 4]]) == [1.0, 2.0, 3.0, 0.25]
-    assert math.isnan(s.time_vs_mixup[3])
+    assert mm.test_acc_ci == approx(T95[1] * math.sqrt(0.02) / math.sqrt(2))
+    cut = s.iloc[4]
+    assert (cut.test_acc_mean, cut.test_acc_std, cut.test_acc_ci) == (0.5, 0.25, approx(T95[2] * 0.25 / math.sqrt(3)))
+    pz = s.iloc[2]
+    assert pz.test_acc_mean == 0.8 and math.isnan(pz.test_acc_ci) and math.isnan(pz.test_acc_std)
+    # seconds per epoch relative to mixup + mixup CE in the same regime; NaN where that is missing
+    assert list(s.time_vs_mixup[:4]) == [1.0, 2.0, 3.0, 0.25]
+    assert math.isnan(s.time_vs_mixup[4])
+
+
+def test_paired_effects_by_hand():
+    e = experiments.paired_effects(hand_results())
+    rows = {(r.regime, r.comparison, r.treatment): r for r in e.itertuples()}
+    # mixup minus none, seeds 0 and 1: differences 0.10 and 0.25
+    r = rows[("a", "mixing - none+ce", "mixup+mixup_ce")]
+    assert r.seeds == 2 and r.reference == "none+ce"
+    assert r.test_acc == pytest.approx(0.175) and r.test_acc_ci == pytest.approx(T95[1] * 0.075 * math.sqrt(2) / math.sqrt(2))
+    # DM minus mixup CE on the same policy: +0.10 on both seeds -> zero spread, the interval excludes 0
+    d = rows[("a", "DM - mixup CE", "mixup+dm")]
+    assert d.test_acc == pytest.approx(0.1) and d.test_acc_ci == pytest.approx(0.0, abs=1e-12)
+    assert d.memorised == pytest.approx(-0.05)
+    # puzzlemix has one seed in common with none: a difference without an interval
+    pz = rows[("a", "mixing - none+ce", "puzzlemix+mixup_ce")]
+    assert pz.seeds == 1 and math.isnan(pz.test_acc_ci)
+    # regime b: cutmix minus none, differences 0.05, 0.20, 0.35
+    b = rows[("b", "mixing - none+ce", "cutmix+mixup_ce")]
+    assert b.test_acc == pytest.approx(0.2) and b.test_acc_low < 0.2 < b.test_acc_high
+    assert b.test_acc_ci == pytest.approx(T95[2] * 0.15 / math.sqrt(3))
+    assert ("b", "DM - mixup CE", "cutmix+dm") not in rows
 
 
 def test_summarize_on_an_empty_table_raises():
@@ -535,72 +578,44 @@ def test_kind_of():
     assert experiments.kind_of("mixup", "mixup_ce") == "static"
     assert experiments.kind_of("none", "ce") == "baseline"
     assert experiments.kind_of("average", "midpoint") == "static"
-    assert experiments.kind_of("cutmix", "mixup_ce") == "static"
     assert experiments.kind_of("saliencymix", "mixup_ce") == "dynamic"
     assert experiments.kind_of("puzzlemix", "mixup_ce") == "dynamic"
 
 
-def test_summary_markdown_one_table_per_dataset():
-    md = experiments.summary_markdown(summarize(hand_results()))
-    header = ("| method | kind | test acc % | ECE % | NLL | mixed Top-1 % | mixed Top-2 % | s/epoch | "
-              "time vs mixup |")
-    assert md.count(header) == 2
-    assert md.count("|---|---|---|---|---|---|---|---|---|") == 2
+def test_summary_markdown_tables_intervals_and_claims():
+    results = hand_results()
+    md = experiments.summary_markdown(summarize(results), experiments.paired_effects(results))
     lines = md.splitlines()
-    a, b = lines.index("**a** (mean ± std over 2 seeds)"), lines.index("**b** (mean ± std over 3 seeds)")
+    a = lines.index("**a** (clutter; mean ± 95 % interval over 1/2 seeds)")
+    b = lines.index("**b** (clutter; mean ± 95 % interval over 3 seeds)")
     assert a == 0 and b > a
-    assert lines[a + 1] == "" and lines[a + 2] == header
-    block_a = lines[a + 4:a + 8]
-    assert block_a == [
-        "| mixup + mixup_ce | static | 60.0 ± 14.1 | 20.0 ± 14.1 | 1.500 ± 0.707 | 50.0 ± 14.1 | 90.0 ± 14.1 | "
-        "2.00 ± 1.41 | 1.00x |",
-        "| mixup + dm | DM | 70.0 ± 14.1 | 20.0 ± 0.0 | 1.000 ± 0.707 | 60.0 ± 14.1 | 90.0 ± 0.0 | 4.00 ± 1.41 | "
-        "2.00x |",
-        "| puzzlemix + mixup_ce | dynamic | 80.0 | 5.0 | 0.250 | 75.0 | 95.0 | 6.00 | 3.00x |",
-        "| none + ce | baseline | 40.0 | 15.0 | 2.500 | 30.0 | 60.0 | 0.50 | 0.25x |",
-    ]
-    # DM's effect per policy: differences of the means, ± the standard error of the difference
-    assert lines[a + 8:b] == [
-        "", "DM minus mixup CE on the same policy, in points (± standard error of the difference over seeds):", "",
-        "| policy | test acc | ECE | mixed Top-1 | mixed Top-2 |", "|---|---|---|---|---|",
-        "| mixup | +10.0 ± 14.1 | +0.0 ± 10.0 | +10.0 ± 14.1 | +0.0 ± 10.0 |", "",
-        "Best test accuracy by kind: baseline: none + ce 40.0 %; static: mixup + mixup_ce 60.0 %; "
-        "dynamic: puzzlemix + mixup_ce 80.0 %; DM: mixup + dm 70.0 %.", ""]
-    row_b = lines[b + 4]
-    assert row_b.startswith("| cutmix + mixup_ce | static | 50.0 ± 25.0 | 2.0 ± 1.0 | 4.000 ± 1.000 | "
-                            "30.0 ± 10.0 | 40.0 ± 10.0 | 2.00 ± 1.00 | ")
-    # no DM row on b: no effect table, only the best of the kinds present
-    assert lines[b + 5:] == ["", "Best test accuracy by kind: static: cutmix + mixup_ce 50.0 %."]
-
-
-def test_summary_markdown_single_seed_and_missing_values():
-    table = hand_results()
-    table = table[table.seed == 0].copy()
-    table.loc[table.policy == "none", "ece"] = float("nan")
-    md = experiments.summary_markdown(summarize(table))
-    assert "**a** (mean ± std over 1 seed)\n" in md
-    assert "±" not in md.replace("mean ± std", "")
-    assert "| mixup + mixup_ce | static | 50.0 | 10.0 | 1.000 | 40.0 | 80.0 | 1.00 | 1.00x |" in md
-    assert "| none + ce | baseline | 40.0 | – | 2.500 | 30.0 | 60.0 | 0.50 | 0.50x |" in md
-    # one seed: the DM effect has no standard error
-    assert "| mixup | +10.0 | +10.0 | +10.0 | +10.0 |" in md
-
-
-def test_dm_effects_pairs_dm_with_the_same_policy():
-    s = summarize(hand_results())
-    e = experiments.dm_effects(s)
-    assert list(zip(e.dataset, e.policy)) == [("a", "mixup")]
-    assert e.test_acc[0] == pytest.approx(0.1)
-    assert e.test_acc_se[0] == pytest.approx(math.sqrt(0.02 / 2 + 0.02 / 2))
-    assert e.ece_se[0] == pytest.approx(0.1)
-    assert experiments.dm_effects(s[s.loss != "dm"]).empty
-
-
-def test_summary_markdown_missing_mixup_reference_prints_a_dash():
-    md = experiments.summary_markdown(summarize(hand_results()))
-    row_b = next(line for line in md.splitlines() if line.startswith("| cutmix + mixup_ce"))
-    assert row_b.endswith("| 2.00 ± 1.00 | – |")
+    block = lines[a:b]
+    header = next(line for line in block if line.startswith("| method |"))
+    assert header.startswith("| method | kind | seeds | test acc % | ECE % | NLL | mixed Top-2 % |")
+    mixup = next(line for line in block if line.startswith("| mixup+mixup_ce |"))
+    half = 100 * T95[1] * math.sqrt(0.02) / math.sqrt(2)
+    assert mixup.startswith(f"| mixup+mixup_ce | static | 2 | 60.0 ± {half:.1f} |")
+    assert "| puzzlemix+mixup_ce | dynamic | 1 | 80.0 | 5.0 | 0.250 |" in md
+    # paired differences: DM +10 points on both seeds, a zero-width interval that excludes 0 (marked *)
+    dm_part = block[block.index(next(line for line in block if line.startswith("DM minus the mixup CE"))):]
+    dm = next(line for line in dm_part if line.startswith("| mixup+dm | 2 |"))
+    assert dm.startswith("| mixup+dm | 2 | +10.0 ± 0.0 * |")
+    assert "Each method minus none + ce, paired per seed" in md
+    # the headline names the best mixing method and what its interval says (one seed: no claim)
+    assert ("Best mixing method: puzzlemix+mixup_ce, +40.0 points against none + ce on one seed: no interval, "
+            "so no claim.") in block
     assert "nan" not in md
+
+
+def test_headline_claims_only_when_the_interval_excludes_zero():
+    results = hand_results()
+    s, e = summarize(results), experiments.paired_effects(results)
+    text = experiments.headline(s, e, "b")
+    assert text.startswith("Best mixing method: cutmix+mixup_ce, +20.0 ± ") and "no measurable difference" in text
+    strong = results.copy()
+    strong.loc[(strong.regime == "b") & (strong.method == "cutmix+mixup_ce"), "test_acc"] = [0.3, 0.41, 0.5]
+    e2 = experiments.paired_effects(strong)
+    assert "more accurate (the 95 % interval excludes 0)" in experiments.headline(summarize(strong), e2, "b")
 
 
 # ---------------------------------------------------------------------------- the command
@@ -627,10 +642,9 @@ def test_cli_compare_runs_a_tiny_preset_and_resumes(tmp_path, monkeypatch, capsy
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     table = pd.read_csv(out / "results.csv")
-    assert keys_of(table) == [("moons", "mixup", "mixup_ce", 0), ("moons", "mixup", "dm", 0),
-                              ("moons", "none", "ce", 0)]
+    assert keys_of(table) == [("moons", "none+ce", 0), ("moons", "mixup+mixup_ce", 0), ("moons", "mixup+dm", 0)]
     assert set(table.epochs) == {2}
-    assert "[3/3] moons none+ce seed 0: acc " in printed
+    assert "[3/3] moons mixup+dm seed 0: acc " in printed
     md = (out / "summary.md").read_text()
     assert md in printed
     assert printed.endswith(f"results in {out}/results.csv, summary in {out}/summary.md\n")
@@ -649,7 +663,7 @@ def test_cli_compare_default_out_and_bad_names(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(experiments.PRESETS, "tiny", TINY)
     monkeypatch.chdir(tmp_path)
     assert cli.main(["compare", "--preset", "tiny", "--runs", "store", "--seeds", "1", "--policies", "none"]) == 0
-    assert keys_of(pd.read_csv(tmp_path / "results" / "tiny" / "results.csv")) == [("moons", "none", "ce", 0)]
+    assert keys_of(pd.read_csv(tmp_path / "results" / "tiny" / "results.csv")) == [("moons", "none+ce", 0)]
     assert capsys.readouterr().out.endswith("results in results/tiny/results.csv, summary in results/tiny/summary.md\n")
     assert cli.main(["compare", "--preset", "tiny", "--out", "x", "--datasets", "digits"]) == 2
     assert "mixviz compare: error: datasets must be one of 'moons'; got 'digits'" in capsys.readouterr().err
@@ -673,9 +687,9 @@ def test_summary_functions_reject_bad_tables(tmp_path):
     with pytest.raises(TypeError, match="results must be a pandas DataFrame"):
         summarize([{"dataset": "a"}])
     with pytest.raises(ValueError, match="results must have the column"):
-        summarize(hand_results().drop(columns="ece"))
-    with pytest.raises(ValueError, match="summary must have the column"):
-        experiments.dm_effects(summarize(hand_results()).drop(columns="seeds"))
+        summarize(hand_results().drop(columns="test_acc"))
+    with pytest.raises(ValueError, match="results must have the column"):
+        experiments.paired_effects(hand_results().drop(columns="method"))
     with pytest.raises(ValueError, match="results must have the column"):
         experiments.write_plots(hand_results().drop(columns="sec_per_epoch"), tmp_path)
     assert not list(tmp_path.iterdir())
@@ -685,7 +699,40 @@ def test_write_plots_draws_one_png_per_data_set(tmp_path):
     from PIL import Image
 
     paths = experiments.write_plots(hand_results(), tmp_path)
-    assert [p.name for p in paths] == ["accuracy_vs_time_a.png", "accuracy_vs_time_b.png"]
+    assert [p.name for p in paths] == ["accuracy_vs_time_a.png", "accuracy_vs_time_b.png"]  # one per regime
     for p in paths:
         with Image.open(p) as img:
             assert img.format == "PNG" and img.mode == "P"
+
+
+# ---------------------------------------------------------------------------- the DM sweep
+
+
+def sweep_results():
+    rows = []
+    for seed, (ce, d1, d2) in enumerate([(0.80, 0.82, 0.79), (0.84, 0.85, 0.80), (0.82, 0.85, 0.78)]):
+        base = dict(regime="noisy", dataset="clutter", model="m", policy="cutmix", seed=seed, ece=0.1, nll=1.0,
+                    mixed_top1=0.5, mixed_top2=0.2, sec_per_epoch=1.0, epochs=1, alpha=1.0, label_noise=0.4,
+                    eval_policy="cutmix", run_id="r")
+        rows.append(dict(base, method="cutmix+mixup_ce", loss="mixup_ce", test_acc=ce, loss_options="{}"))
+        rows.append(dict(base, method="cutmix+dm eta=0.1 both", loss="dm", test_acc=d1,
+                         loss_options='{"eta": 0.1, "lam_power": 1.0, "mode": "both"}'))
+        rows.append(dict(base, method="cutmix+dm eta=1 less", loss="dm", test_acc=d2,
+                         loss_options='{"eta": 1.0, "lam_power": 1.0, "mode": "less"}'))
+        rows.append(dict(base, method="cutmix+dm", loss="dm", test_acc=d2,
+                         loss_options='{"eta": 0.1, "lam_power": 0.5, "mode": "less"}'))
+    return pd.DataFrame(rows)
+
+
+def test_sweep_table_pairs_each_dm_strength_with_the_mixup_ce():
+    table = experiments.sweep_table(sweep_results())
+    assert list(zip(table.eta, table["mode"])) == [(0.1, "both"), (1.0, "less")]   # the un-swept dm row is left out
+    assert list(table.policy) == ["cutmix", "cutmix"] and list(table.seeds) == [3, 3]
+    assert table.test_acc[0] == pytest.approx(np.mean([0.02, 0.01, 0.03]))
+    assert table.test_acc[1] == pytest.approx(np.mean([-0.01, -0.04, -0.04]))
+    assert table.test_acc_ci[0] == pytest.approx(T95[2] * np.std([0.02, 0.01, 0.03], ddof=1) / math.sqrt(3))
+    md = experiments.sweep_markdown(table)
+    assert md.startswith("**noisy, cutmix**: DM minus mixup CE")
+    assert "| 0.1 | both | 3 | +2.0 ± 2.5 |" in md          # the interval includes 0: no *
+    with pytest.raises(ValueError, match="sweep"):
+        experiments.sweep_table(hand_results())

@@ -48,9 +48,9 @@ def test_available_lists_static_and_dynamic_policies():
     assert available() == {
         "none": "static", "mixup": "static", "cutmix": "static", "fmix": "static", "resizemix": "static",
         "gridmix": "static", "smoothmix": "static", "average": "static",
-        "saliencymix": "dynamic", "puzzlemix": "dynamic"}
+        "saliencymix": "dynamic", "puzzlemix": "dynamic", "puzzlemix_lite": "dynamic"}
     assert {n for n in ALL if not POLICIES[n].needs_images} == {"none", "mixup", "average"}
-    assert {n for n in ALL if POLICIES[n].needs_model} == {"saliencymix", "puzzlemix"}
+    assert {n for n in ALL if POLICIES[n].needs_model} == {"saliencymix", "puzzlemix", "puzzlemix_lite"}
     assert POLICIES["fmix"].options == {"correct_lam": True, "decay_power": 3.0}
     row = POLICIES["cutmix"].as_dict()
     assert row["kind"] == "static" and row["has_mask"] and "fn" not in row

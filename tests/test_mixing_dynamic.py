@@ -80,7 +80,8 @@ def test_graph_cut_rejects_negative_weights():
         graph_cut_masks(np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), -np.ones((1, 1, 2)), np.zeros((1, 2, 1)))
 
 
-# --------------------------------------------------------------------------- PuzzleMix
+# --------------------------------------------------------------------------- PuzzleMix (the reduced variant;
+# the published one is tested in test_puzzlemix.py)
 
 
 def quadrant_images() -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,7 +94,7 @@ def quadrant_images() -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("alpha", [0.5, 2.0])
 def test_puzzlemix_keeps_salient_blocks_of_both_images(alpha):
     x, y = quadrant_images()
-    out = mix("puzzlemix", x, y, alpha=alpha, generator=torch.Generator().manual_seed(swap_seed()),
+    out = mix("puzzlemix_lite", x, y, alpha=alpha, generator=torch.Generator().manual_seed(swap_seed()),
               model=EnergyModel(), block_num=2)
     assert out.index.tolist() == [1, 0]
     for i, (own, other) in enumerate([((slice(0, 4), slice(0, 4)), (slice(4, 8), slice(4, 8))),
@@ -107,7 +108,7 @@ def test_puzzlemix_keeps_salient_blocks_of_both_images(alpha):
 def test_puzzlemix_masks_are_blockwise():
     x = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     y = torch.tensor([0, 1, 2, 0, 1])
-    out = mix("puzzlemix", x, y, generator=torch.Generator().manual_seed(1), model=small_cnn(), block_num=4)
+    out = mix("puzzlemix_lite", x, y, generator=torch.Generator().manual_seed(1), model=small_cnn(), block_num=4)
     blocks = out.mask.view(5, 1, 4, 4, 4, 4)
     assert bool((blocks == blocks[..., :1, :, :1]).all())
     assert bool(((out.mask == 0) | (out.mask == 1)).all())
@@ -117,7 +118,7 @@ def test_puzzlemix_prior_follows_lam_when_saliency_is_flat():
     """Flat saliency: only the label prior decides, the whole image goes to the likelier side."""
     x = torch.ones(64, 1, 8, 8)
     y = torch.zeros(64, dtype=torch.long)
-    out = mix("puzzlemix", x, y, generator=torch.Generator().manual_seed(3), model=EnergyModel(),
+    out = mix("puzzlemix_lite", x, y, generator=torch.Generator().manual_seed(3), model=EnergyModel(),
               correct_lam=False, block_num=4)
     share = out.mask.mean((1, 2, 3))
     assert torch.equal(share, (out.lam > 0.5).float())
@@ -191,7 +192,7 @@ def test_input_gradient_saliency_reference():
     torch.testing.assert_close(sal, ref_x.grad.pow(2).mean(1).sqrt())
 
 
-@pytest.mark.parametrize("policy", ["saliencymix", "puzzlemix"])
+@pytest.mark.parametrize("policy", ["saliencymix", "puzzlemix", "puzzlemix_lite"])
 def test_extra_pass_leaves_model_untouched(policy):
     model = small_cnn()
     model[2].eval()  # a user's own per-module mode must survive

@@ -262,7 +262,7 @@ def test_dm_notebook_runs_and_its_numbers_are_the_losses(venv_kernel, notebook_e
     assert got["x_labels"] == test.labels[:8].tolist()
     mixed = analysis.mix_at_lam("cutmix", test.images[:128], test.labels[:128], 0.7)
     torch.manual_seed(0)
-    start = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, c))
+    start = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(test.images[0].numel(), c))
     with torch.no_grad():
         z0 = start(mixed.inputs)
     assert got["trace_first"]["mixup_ce"] == pytest.approx(

@@ -1,4 +1,4 @@
-"""The training loop: config checks, exact resume, the run store."""
+"""The training loop: config checks, exact resume (the run store: tests/test_runs.py)."""
 
 import json
 import os
@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 import torch
 
-from mixviz import runs
 from mixviz.train import TrainConfig, fit, resolve_device
 
 # Small and fast: a few hundred clutter images, a narrow CNN.
@@ -104,8 +103,8 @@ def test_resume_after_kill_9(tmp_path):
     proc.wait()
     assert not (tmp_path / "b" / "metrics.json").exists(), "the run finished before it was killed"
     subprocess.run([*cmd, str(tmp_path / "b"), "--resume"], check=True, env=env, capture_output=True)
-    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["model"]
     for name in a:
         assert torch.equal(a[name], b[name]), name
 
@@ -129,44 +128,6 @@ def test_points_train_with_the_mlp():
                           progress=False, policy="mixup", loss="mixup_ce"))
     assert run.metrics["test_acc"] > 0.85
     assert run.metrics["eval_policy"] == "mixup"
-
-
-def test_run_store_trains_once_then_loads(runs_root):
-    config = tiny(epochs=1)
-    first = runs.load_or_train(config)
-    path = runs.run_dir(config)
-    assert path.parent == runs_root and runs.is_finished(path)
-    stamp = (path / "metrics.json").stat().st_mtime_ns
-    second = runs.load_or_train(config)
-    assert (path / "metrics.json").stat().st_mtime_ns == stamp  # loaded, not trained again
-    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
-        assert torch.equal(a.cpu(), b.cpu())
-    assert second.metrics["test_acc"] == pytest.approx(first.metrics["test_acc"])
-    assert len(second.history) == 1
-
-
-def test_run_id_depends_on_what_is_trained_only():
-    a = tiny()
-    assert runs.config_id(a) == runs.config_id(replace(a, progress=True, out_dir="x", num_workers=0))
-    assert runs.config_id(a) != runs.config_id(replace(a, lr=0.01))
-    assert runs.config_id(a) != runs.config_id(replace(a, policy_options=dict(correct_lam=False)))
-    assert runs.config_id(a).startswith("clutter-smallcnn-none-ce-s1-")
-
-
-def test_run_store_resumes_an_interrupted_run(runs_root):
-    config = tiny(epochs=2)
-    path = runs.run_dir(config)
-
-    def crash(epoch, step):
-        if epoch == 1:
-            raise _Crash
-
-    with pytest.raises(_Crash):
-        fit(replace(config, out_dir=str(path)), on_step=crash)
-    assert not runs.is_finished(path)
-    run = runs.load_or_train(config)
-    assert runs.is_finished(path) and list(run.history["epoch"]) == [1, 2]
-    assert run.history["epoch_sec"].iloc[0] == pd.read_csv(path / "history.csv")["epoch_sec"].iloc[0]
 
 
 def test_cli_train_help_explains_every_option(capsys):

@@ -12,8 +12,11 @@ integer labels ``[N]`` and, for the clutter set, object masks
 =================================  ===========================================
 :func:`calibration`                reliability bins and ECE per model
 :func:`mixed_accuracy`             Top-1 / Top-2 accuracy on a fixed mixed set
+:func:`visible_pair_accuracy`      Top-1 / Top-2 split by whether both mixed
+                                   objects are visible
 :func:`mismatch_reports`           how often a policy's labels name a class
                                    whose object was cut away
+:func:`memorisation`               how far a model fitted noisy labels
 :func:`saliency_table`             attribution maps vs object masks
 :func:`saliency_example`           one mixed image, the top-2 maps per model
 :func:`boundary_grids`             class probabilities over the plane (2-D)
@@ -41,8 +44,8 @@ from mixviz.analysis._common import (EVAL_ALPHA, EVAL_POLICY, EVAL_SEED, MISMATC
                                      NamedModel, method_name, named_models, training_kind)
 from mixviz.analysis.attribution import (SALIENCY_METHODS, saliency_by_kind, saliency_example, saliency_table,
                                          with_last_conv)
-from mixviz.analysis.evaluation import (boundary_grids, boundary_notes, calibration, logits_of, mismatch_reports,
-                                        mixed_accuracy)
+from mixviz.analysis.evaluation import (boundary_grids, boundary_notes, calibration, logits_of, memorisation,
+                                        mismatch_reports, mixed_accuracy, visible_pair_accuracy)
 from mixviz.analysis.mixed import (LAM_POLICIES, dynamic_models, fixed_mixed_batch, gallery_batches, mix_at_lam,
                                    pick_mixed_sample, visible_objects)
 
@@ -68,6 +71,8 @@ __all__ = [
     "calibration",
     "mixed_accuracy",
     "mismatch_reports",
+    "visible_pair_accuracy",
+    "memorisation",
     "boundary_grids",
     "boundary_notes",
     "saliency_table",

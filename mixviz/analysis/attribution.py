@@ -60,7 +60,7 @@ def with_last_conv(model: nn.Module, layer: nn.Module | str) -> nn.Module:
         layer = names[layer]
     if not isinstance(layer, nn.Module) or not any(m is layer for m in model.modules()):
         raise ValueError("layer must be a submodule of model (or its dotted name)")
-    return _WithLastConv(model, layer)
+    return _WithLastConv(model, layer).train(model.training)  # restoring the wrapper's mode restores the model's
 
 
 def _check_attribution_model(name: str, model: nn.Module, methods: Sequence[str]) -> None:

@@ -87,6 +87,71 @@ def mixed_accuracy(models: Any, images: torch.Tensor, labels: torch.Tensor, *, p
     return pd.DataFrame(rows)
 
 
+def memorisation(models: Any, images: torch.Tensor, labels: torch.Tensor, clean_labels: torch.Tensor) -> pd.DataFrame:
+    """How far each model has fitted the wrong labels of a noisy training set
+    (:func:`mixviz.metrics.memorisation` on its logits).
+
+    ``labels`` are the labels it was trained on, ``clean_labels`` the true
+    ones (a label-noise set keeps them, ``InMemoryDataset.clean_labels``).
+    On the flipped samples, ``memorised`` is the share predicted as the noisy
+    label and ``still_right`` as the true one; ``clean_fit`` is the accuracy
+    on the others and ``noisy_share`` the fraction flipped.
+
+    Returns:
+        One row per model: ``method`` (and, for Runs, ``policy``, ``loss``,
+        ``kind``, ``seed``), ``memorised``, ``still_right``, ``clean_fit``,
+        ``noisy_share``.
+    """
+    from mixviz import metrics
+
+    entries = named_models(models)
+    check_inputs(images, labels)
+    check_inputs(images, clean_labels)
+    rows = []
+    for m in entries:
+        logits = logits_of(m.module, images)
+        scores = metrics.memorisation(logits, labels.to(logits.device), clean_labels.to(logits.device))
+        rows.append({"method": m.name, **m.info, **scores})
+    return pd.DataFrame(rows)
+
+
+def visible_pair_accuracy(models: Any, images: torch.Tensor, labels: torch.Tensor, object_masks: torch.Tensor, *,
+                          policy: str = EVAL_POLICY, seed: int = EVAL_SEED, alpha: float = EVAL_ALPHA,
+                          visible: float | None = None) -> pd.DataFrame:
+    """Mixed Top-1 / Top-2 accuracy split by what each mixed image really shows
+    (:func:`mixviz.metrics.mixed_topk_by_visibility`).
+
+    ``images`` mixed by ``policy`` with ``seed`` (the same set for every model;
+    a dynamic policy asks each model itself).  ``*_both``: pairs whose two
+    objects are both at least ``visible`` visible (Top-2 is fair); ``*_one``:
+    pairs of which only one object is (the image shows one class; Top-2 asks
+    for one that is not there).  ``visible`` defaults to
+    :data:`mixviz.metrics.VISIBLE_SHARE`.
+
+    Returns:
+        One row per model: ``method`` (and Run columns), ``top1_both``,
+        ``top2_both``, ``n_both``, ``top1_one``, ``top2_one``, ``n_one``.
+    """
+    from mixviz import metrics
+    from mixviz.mixing import policy_info
+
+    entries = named_models(models)
+    check_images(images, labels)
+    check_tensor("object_masks", object_masks, ndim=4)
+    visible = metrics.VISIBLE_SHARE if visible is None else visible
+    dynamic = policy_info(policy).needs_model
+    shared = None if dynamic else fixed_mixed_batch(policy, images, labels, seed=seed, alpha=alpha)
+    rows = []
+    for m in entries:
+        device = model_device(m.module)
+        mixed = shared if shared is not None else fixed_mixed_batch(
+            policy, images.to(device), labels.to(device), seed=seed, alpha=alpha, model=m.module)
+        logits = logits_of(m.module, mixed.inputs)
+        split = metrics.mixed_topk_by_visibility(logits, mixed, object_masks.to(logits.device), visible=visible)
+        rows.append({"method": m.name, **m.info, **split})
+    return pd.DataFrame(rows)
+
+
 def mismatch_reports(images: torch.Tensor, labels: torch.Tensor, object_masks: torch.Tensor,
                      policies: Sequence[str], *, models: Mapping[str, torch.nn.Module] | None = None,
                      seed: int = EVAL_SEED, alpha: float = EVAL_ALPHA, share_threshold: float = MISMATCH_SHARE,

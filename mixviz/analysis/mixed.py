@@ -5,6 +5,7 @@ the draw."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -26,7 +27,7 @@ def fixed_mixed_batch(policy: str, images: torch.Tensor, labels: torch.Tensor, *
     lam and masks for every call, so every model is evaluated on the same
     mixed set.  Dynamic policies also look at ``model`` (required for them);
     its train/eval mode is restored afterwards.  The returned tensors are
-    detached.
+    detached; the rest of the batch (``transport``, ...) is kept.
     """
     from mixviz.mixing import mix, policy_info
 
@@ -44,9 +45,9 @@ def fixed_mixed_batch(policy: str, images: torch.Tensor, labels: torch.Tensor, *
     finally:
         if model is not None:
             model.train(was_training)
-    return MixedBatch(inputs=mixed.inputs.detach(), y_a=mixed.y_a, y_b=mixed.y_b, index=mixed.index,
-                      lam=mixed.lam.detach(), mask=None if mixed.mask is None else mixed.mask.detach(),
-                      policy=mixed.policy)
+    return replace(mixed, inputs=mixed.inputs.detach(), lam=mixed.lam.detach(),
+                   mask=None if mixed.mask is None else mixed.mask.detach(),
+                   aux_loss=None if mixed.aux_loss is None else mixed.aux_loss.detach())
 
 
 def _mask_function(policy: str) -> Callable[..., torch.Tensor] | None:

@@ -12,7 +12,8 @@ True
 
 Static policies (:mod:`.static`): ``none``, ``mixup``, ``cutmix``, ``fmix``,
 ``resizemix``, ``gridmix``, ``smoothmix``, ``average``.  Dynamic policies
-(:mod:`.dynamic`, need ``model=``): ``saliencymix``, ``puzzlemix``.
+(need ``model=``): ``saliencymix`` (:mod:`.dynamic`), ``puzzlemix`` and its
+reduced variant ``puzzlemix_lite`` (:mod:`.puzzlemix`).
 ``POLICIES[name]`` describes each one (kind, mask, 4-D images, options).
 """
 
@@ -20,12 +21,11 @@ from __future__ import annotations
 
 from mixviz.mixing.batch import MixedBatch
 from mixviz.mixing.dynamic import (
-    graph_cut_masks,
     input_gradient_saliency,
-    puzzlemix,
     saliencymix,
     spectral_residual_saliency,
 )
+from mixviz.mixing.puzzlemix import graph_cut_labels, graph_cut_masks, puzzlemix, puzzlemix_lite, transport_plan
 from mixviz.mixing.registry import POLICIES, Mix, PolicyInfo, available, mix, policy_info
 from mixviz.mixing.static import (
     average,
@@ -61,6 +61,7 @@ __all__ = [
     "smoothmix",
     "saliencymix",
     "puzzlemix",
+    "puzzlemix_lite",
     "sample_beta",
     "box_mask",
     "fourier_mask",
@@ -69,4 +70,6 @@ __all__ = [
     "input_gradient_saliency",
     "spectral_residual_saliency",
     "graph_cut_masks",
+    "graph_cut_labels",
+    "transport_plan",
 ]

@@ -15,6 +15,8 @@ import torch
 from mixviz._validation import check_choice, check_labels, check_positive
 from mixviz.mixing import dynamic, static
 from mixviz.mixing.batch import MixedBatch
+# by name: the package attribute ``puzzlemix`` is the policy function, not the module
+from mixviz.mixing.puzzlemix import puzzlemix, puzzlemix_lite
 
 __all__ = ["PolicyInfo", "POLICIES", "available", "policy_info", "mix", "Mix"]
 
@@ -45,10 +47,12 @@ class PolicyInfo:
         needs_model: needs ``model=`` (with its default options).
         exact_lerp: ``inputs == mask * x + (1 - mask) * x[index]`` (or the
             lam-weighted average without a mask); False for ``resizemix``,
-            which pastes a resized copy of the partner.
+            which pastes a resized copy of the partner, and ``puzzlemix``,
+            whose transport moves cells first (recorded in
+            ``MixedBatch.transport``).
         summary: one line on what it does.
-        fn: the policy function in :mod:`~mixviz.mixing.static` or
-            :mod:`~mixviz.mixing.dynamic`.
+        fn: the policy function in :mod:`~mixviz.mixing.static`,
+            :mod:`~mixviz.mixing.dynamic` or :mod:`~mixviz.mixing.puzzlemix`.
     """
 
     name: str
@@ -96,8 +100,11 @@ POLICIES: Mapping[str, PolicyInfo] = MappingProxyType({p.name: p for p in (
           summary="plain average of the pair, lam = 0.5"),
     _info("saliencymix", "dynamic", dynamic.saliencymix, mask=True, images=True, model=True,
           summary="a box on the partner's saliency peak (input-gradient saliency)"),
-    _info("puzzlemix", "dynamic", dynamic.puzzlemix, mask=True, images=True, model=True,
-          summary="block mask from a graph cut keeping both images' salient blocks"),
+    _info("puzzlemix", "dynamic", puzzlemix, mask=True, images=True, model=True, exact=False,
+          summary="graph-cut mask (0 / 0.5 / 1) keeping both images' salient blocks, which transport moves "
+                  "under the mask"),
+    _info("puzzlemix_lite", "dynamic", puzzlemix_lite, mask=True, images=True, model=True,
+          summary="reduced PuzzleMix: binary graph-cut mask, no transport"),
 )})
 
 
@@ -133,7 +140,8 @@ def mix(policy: str, x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0,
     Args:
         policy: one of :func:`available` (``"none"``, ``"mixup"``,
             ``"cutmix"``, ``"fmix"``, ``"resizemix"``, ``"gridmix"``,
-            ``"smoothmix"``, ``"average"``, ``"saliencymix"``, ``"puzzlemix"``).
+            ``"smoothmix"``, ``"average"``, ``"saliencymix"``, ``"puzzlemix"``,
+            ``"puzzlemix_lite"``).
         x: float inputs [B, ...]; image policies need [B, C, H, W].
         y: integer labels [B] on x's device.
         alpha: ``lam ~ Beta(alpha, alpha)`` (> 0).
@@ -145,7 +153,8 @@ def mix(policy: str, x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0,
         **options: the policy's own options (``POLICIES[policy].options``),
             e.g. ``correct_lam`` (every policy), ``decay_power`` (fmix),
             ``scope`` (resizemix), ``grid`` (gridmix), ``saliency``
-            (saliencymix), ``block_num``/``beta``/``gamma``/``eta`` (puzzlemix).
+            (saliencymix), ``block_num``/``n_labels``/``transport``/``adv_p``/
+            ``clean_lam``/... (puzzlemix).
             Unknown names raise ``TypeError``.
     """
     info = policy_info(policy)

@@ -22,6 +22,8 @@ Each function draws inside :func:`mixviz.viz.style.theme` (seaborn
 :func:`loss_landscape`         mixup CE and DM over the predictions (p_a, p_b)
 :func:`gradient_bars`          their gradients on the logits of one prediction
 :func:`sgd_trace_plot`         predictions over SGD steps under each loss
+:func:`memorisation_curves`    noisy labels memorised per epoch, per method
+:func:`dm_sweep`               DM minus mixup CE against the DM weight eta
 =============================  ==============================================
 
 >>> import matplotlib; matplotlib.use("Agg")
@@ -41,11 +43,13 @@ from mixviz.viz.calibration import display_bins, reliability_diagrams
 from mixviz.viz.comparison import method_bars, method_comparison, method_summary
 from mixviz.viz.curves import training_curves
 from mixviz.viz.dm_loss import gradient_bars, loss_landscape, sgd_trace_plot
+from mixviz.viz.memorisation import memorisation_curves, seed_band
 from mixviz.viz.mismatch import mismatch_scatter, mismatch_scatter_from_reports
 from mixviz.viz.mixed_accuracy import final_mixed_accuracy, mixed_accuracy_plot
 from mixviz.viz.samples import mixed_samples_gallery, soft_label_text
 from mixviz.viz.saliency import saliency_grid
 from mixviz.viz.style import method_colors, theme
+from mixviz.viz.sweep import dm_sweep
 
 __all__ = [
     "save",
@@ -73,4 +77,7 @@ __all__ = [
     "loss_landscape",
     "gradient_bars",
     "sgd_trace_plot",
+    "memorisation_curves",
+    "seed_band",
+    "dm_sweep",
 ]

@@ -21,7 +21,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 KIND_MARKERS = {"static": "o", "dynamic": "s", "DM loss": "^", "midpoint loss": "D", "other": "X"}
 
 #: Metrics stored as fractions in [0, 1] and drawn as percentages.
-PERCENT_METRICS = frozenset({"test_acc", "test_ece", "ece", "mixed_top1", "mixed_top2"})
+PERCENT_METRICS = frozenset({"test_acc", "test_ece", "ece", "mixed_top1", "mixed_top2", "memorised", "still_right",
+                             "clean_fit", "mixed_top1_both", "mixed_top2_both", "mixed_top1_one", "mixed_top2_one",
+                             "cutmix_top2_both", "cutmix_top2_one", "mixup_top2_both", "mixup_top2_one"})
 
 #: Axis labels (with units) of the run-history and results-table columns.
 METRIC_LABELS = {
@@ -39,6 +41,15 @@ METRIC_LABELS = {
     "sec_per_epoch": "time per epoch (s)",
     "images_per_sec": "throughput (images / s)",
     "epochs": "epochs",
+    "memorised": "flipped labels memorised (%)",
+    "still_right": "flipped samples still right (%)",
+    "clean_fit": "unflipped samples fitted (%)",
+    "mixed_top2_both": "mixed Top-2, both objects visible (%)",
+    "mixed_top2_one": "mixed Top-2, one object visible (%)",
+    "cutmix_top2_both": "Top-2 on CutMix pairs, both visible (%)",
+    "cutmix_top2_one": "Top-2 on CutMix pairs, one visible (%)",
+    "mixup_top2_both": "Top-2 on mixup pairs, both visible (%)",
+    "mixup_top2_one": "Top-2 on mixup pairs, one visible (%)",
 }
 
 

@@ -1,0 +1,254 @@
+"""``mixviz compare``: train every cell of a preset through the run store and
+tabulate the results.
+
+:func:`compare` trains each cell with :func:`mixviz.runs.load_or_train` (so
+finished runs are reused), writes one row per run to ``results.csv``
+(atomically, after each run) and the summary (means with 95 % intervals,
+paired differences) as ``summary.csv``, ``effects.csv`` and ``summary.md``.
+With ``jobs > 1`` the cells are trained by that many worker processes, each
+with ``max(1, threads // jobs)`` threads: on a 2-core laptop two processes of
+one thread each train small models faster than one process with two threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mixviz._validation import check_frame, check_positive
+from mixviz.experiments.presets import PRESETS, Cell, Preset, cells, options_text, preset
+from mixviz.experiments.tables import paired_effects, summarize, summary_markdown
+from mixviz.ioutil import atomic_write_text
+
+__all__ = ["RESULT_COLUMNS", "result_row", "compare", "train_cells", "write_plots", "register_command"]
+
+RESULT_COLUMNS = ["regime", "dataset", "model", "method", "policy", "loss", "seed", "test_acc", "ece", "nll",
+                  "mixed_top1", "mixed_top2", "cutmix_top2_both", "cutmix_top2_one", "mixup_top2_both",
+                  "mixup_top2_one", "memorised", "still_right", "sec_per_epoch", "epochs", "alpha", "loss_options",
+                  "label_noise", "eval_policy", "run_id"]
+
+
+def result_row(run: Any, run_id: str, regime: str | None = None, method: str | None = None) -> dict[str, Any]:
+    """One row of ``results.csv`` from a finished run (its config and metrics);
+    metrics a run did not record are NaN."""
+    m, c = run.metrics, run.config
+    nan = float("nan")
+    row = {"regime": regime or c.dataset, "dataset": c.dataset, "model": c.model,
+           "method": method or f"{c.policy}+{c.loss}", "policy": c.policy, "loss": c.loss, "seed": c.seed}
+    for key in ("test_acc", "ece", "nll", "mixed_top1", "mixed_top2", "cutmix_top2_both", "cutmix_top2_one",
+                "mixup_top2_both", "mixup_top2_one", "memorised", "still_right", "sec_per_epoch", "epochs"):
+        row[key] = m.get(key, nan)
+    row.update(alpha=c.alpha, loss_options=options_text(c),
+               label_noise=float(c.dataset_options.get("label_noise", 0.0)),
+               eval_policy=m.get("eval_policy", ""), run_id=run_id)
+    return row
+
+
+def _key(row: dict[str, Any] | pd.Series) -> tuple:
+    return (row["regime"], row["method"], int(row["seed"]))
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _train_one(job: tuple[int, Any, str | None]) -> tuple[int, Any]:
+    from mixviz.runs import load_or_train
+
+    i, config, root = job
+    t0 = time.perf_counter()
+    run = load_or_train(config, root)
+    return i, (run.config, run.metrics, time.perf_counter() - t0)
+
+
+class _Stored:
+    """What a worker sends back: enough of a run for :func:`result_row`."""
+
+    def __init__(self, config: Any, metrics: dict[str, Any]) -> None:
+        self.config, self.metrics = config, metrics
+
+
+def train_cells(todo: Sequence[Cell], runs_root: str | os.PathLike | None, jobs: int,
+                on_done: Callable[[Cell, Any, float], None]) -> None:
+    """Train (or load) every cell; call ``on_done(cell, run, seconds)`` in the
+    calling process as each finishes.  Cells that share a config are trained
+    once.  ``jobs > 1``: a pool of worker processes (spawned, so CUDA and
+    threads start clean); ``run`` is then a light object with ``config`` and
+    ``metrics``."""
+    from mixviz.runs import config_id, load_or_train
+
+    check_positive("jobs", jobs, integer=True)
+    groups: dict[str, list[Cell]] = {}
+    for cell in todo:
+        groups.setdefault(config_id(cell.config), []).append(cell)
+    unique = [members[0].config for members in groups.values()]
+    members = list(groups.values())
+    root = None if runs_root is None else str(runs_root)
+    if jobs == 1 or len(unique) <= 1:
+        for i, config in enumerate(unique):
+            t0 = time.perf_counter()
+            run = load_or_train(config, runs_root)
+            for cell in members[i]:
+                on_done(cell, run, time.perf_counter() - t0)
+        return
+    import multiprocessing
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // jobs)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(min(jobs, len(unique)), initializer=_worker_init, initargs=(threads,)) as pool:
+        for i, (config, metrics, seconds) in pool.imap_unordered(_train_one, [(i, c, root) for i, c in
+                                                                              enumerate(unique)]):
+            for cell in members[i]:
+                on_done(cell, _Stored(config, metrics), seconds)
+
+
+def compare(p: Preset | str, out: str | os.PathLike, *, resume: bool = False,
+            runs_root: str | os.PathLike | None = None, seeds: tuple[int, ...] | None = None,
+            policies: tuple[str, ...] | None = None, datasets: tuple[str, ...] | None = None,
+            regimes: tuple[str, ...] | None = None, jobs: int = 1, log: Any = print, plots: bool = True,
+            **overrides: Any) -> pd.DataFrame:
+    """Run the grid of preset ``p``; write ``results.csv``, ``summary.csv``,
+    ``effects.csv`` and ``summary.md`` in ``out``; return the results table
+    (one row per cell, in grid order).
+
+    Rows are appended (atomically: the whole file is rewritten to a temp file
+    and renamed) as runs finish, so a grid killed at any point loses no finished
+    run and leaves no partial row.  ``resume=True`` keeps the rows already in
+    ``out/results.csv`` and trains only what is missing; without it an existing
+    results file is an error (so results of two grids never mix silently).
+    ``jobs``: worker processes (see the module docstring).  With ``plots``
+    (default) it also draws :func:`write_plots`.
+    """
+    from mixviz.runs import config_id
+
+    p = preset(p) if isinstance(p, str) else p
+    out = Path(out)
+    results_path = out / "results.csv"
+    rows: list[dict[str, Any]] = []
+    if results_path.exists():
+        if not resume:
+            raise ValueError(f"{results_path} exists; pass resume=True (--resume) to continue that grid "
+                             f"or choose another out directory")
+        rows = pd.read_csv(results_path, keep_default_na=True).to_dict("records")
+    done = {_key(r) for r in rows}
+    grid_cells = cells(p, seeds=seeds, policies=policies, datasets=datasets, regimes=regimes, **overrides)
+    todo = [c for c in grid_cells if (c.regime, c.method, c.config.seed) not in done]
+    counter = [len(grid_cells) - len(todo)]
+
+    def finished(cell: Cell, run: Any, seconds: float) -> None:
+        rows.append(result_row(run, config_id(cell.config), cell.regime, cell.method))
+        _write_table(pd.DataFrame(rows, columns=RESULT_COLUMNS), results_path)
+        counter[0] += 1
+        log(f"[{counter[0]}/{len(grid_cells)}] {cell.regime} {cell.method} seed {cell.config.seed}: "
+            f"acc {run.metrics['test_acc']:.3f}, {seconds:.1f} s")
+
+    train_cells(todo, runs_root, jobs, finished)
+    results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    if results.empty:
+        return results
+    order = {(c.regime, c.method, c.config.seed): i for i, c in enumerate(grid_cells)}
+    results = results[[_key(r) in order for _, r in results.iterrows()]]
+    results = results.iloc[sorted(range(len(results)), key=lambda i: order[_key(results.iloc[i])])]
+    results = results.reset_index(drop=True)
+    _write_table(results, results_path)
+    write_summary(results, out)
+    if plots:
+        write_plots(results, out)
+    return results
+
+
+def write_summary(results: pd.DataFrame, out: str | os.PathLike) -> pd.DataFrame:
+    """``summary.csv``, ``effects.csv`` and ``summary.md`` of ``results`` in ``out``."""
+    out = Path(out)
+    summary = summarize(results)
+    effects = paired_effects(results)
+    _write_table(summary, out / "summary.csv")
+    _write_table(effects, out / "effects.csv")
+    atomic_write_text(out / "summary.md", summary_markdown(summary, effects))
+    return summary
+
+
+def write_plots(results: pd.DataFrame, out: str | os.PathLike) -> list[Path]:
+    """``<out>/accuracy_vs_time_<regime>.png`` for each regime of ``results``:
+    test accuracy against seconds per epoch, one point per method (mean ±
+    95 % interval over seeds; static, dynamic and DM in different marks), drawn
+    by :func:`mixviz.viz.method_comparison` and written atomically."""
+    import matplotlib.pyplot as plt
+
+    from mixviz import viz
+
+    check_frame("results", results, ["regime", "dataset", "policy", "loss", "sec_per_epoch", "test_acc"])
+    paths = []
+    for regime, table in results.groupby("regime", sort=False):
+        table = table[~table["method"].str.contains(" ")] if "method" in table else table  # no sweep variants
+        fig = viz.method_comparison(table.reset_index(drop=True))
+        try:
+            paths.append(viz.save(fig, Path(out) / f"accuracy_vs_time_{regime}.png", dpi=110, colors=256))
+        finally:
+            plt.close(fig)
+    return paths
+
+
+def _write_table(table: pd.DataFrame, path: Path) -> None:
+    atomic_write_text(path, table.to_csv(index=False))
+
+
+# ----------------------------------------------------------------------------
+# the command
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    p = preset(args.preset)
+    overrides = {}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    if args.device is not None:
+        overrides["device"] = args.device
+    seeds = tuple(range(args.seeds)) if args.seeds is not None else None
+    out = args.out or f"results/{p.name}"
+    results = compare(p, out, resume=args.resume, runs_root=args.runs, seeds=seeds,
+                      policies=tuple(args.policies) if args.policies else None,
+                      datasets=tuple(args.datasets) if args.datasets else None,
+                      regimes=tuple(args.regimes) if args.regimes else None, jobs=args.jobs, **overrides)
+    if results.empty:
+        print("the grid is empty (no seeds, policies, data sets or regimes selected): nothing was run or written")
+        return 0
+    print((Path(out) / "summary.md").read_text())
+    print(f"results in {out}/results.csv, summary in {out}/summary.md")
+    return 0
+
+
+def register_command(sub: Any) -> None:
+    p = sub.add_parser(
+        "compare", help="train a grid of regimes x methods x seeds and tabulate the results",
+        description="Train every method of a preset (policies with the mixup cross-entropy and with the "
+                    "Decoupled Mixup loss, the average policy with the midpoint loss, and the preset's extra rows) "
+                    "in each of its regimes through the run store, so finished runs are reused, and write "
+                    "results.csv (one row per run), summary.csv, effects.csv and summary.md (mean ± 95 %% interval "
+                    "over seeds, and paired per-seed differences).")
+    p.add_argument("--preset", default="quick", choices=list(PRESETS),
+                   help="; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()).replace("%", "%%"))
+    p.add_argument("--out", default=None, help="output directory (default results/<preset>)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted grid in --out")
+    p.add_argument("--runs", default=None, help="root of the run store (default runs/ or $MIXVIZ_RUNS)")
+    p.add_argument("--seeds", type=int, default=None, help="use seeds 0..N-1 instead of the preset's")
+    p.add_argument("--policies", nargs="+", default=None, help="only these policies")
+    p.add_argument("--datasets", nargs="+", default=None, help="only the regimes on these data sets")
+    p.add_argument("--regimes", nargs="+", default=None, help="only these regimes of the preset")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--device", default=None, help="override the device (default auto)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="worker processes that train cells at once, each with threads/jobs threads "
+                        "(default %(default)s; 2 is faster for the CPU presets on a 2-core machine)")
+    p.set_defaults(func=_cmd_compare)

@@ -1,0 +1,261 @@
+"""Named presets and the cells of their comparison grid.
+
+A :class:`Preset` fixes one or more *regimes* (a data set with its options --
+clean or noisy labels, few labels per class -- plus the model and the
+optimisation), the seeds and the methods.  Its grid is regimes x seeds x
+methods, each cell one :class:`~mixviz.train.TrainConfig` trained through the
+run store.
+
+The methods: every policy of ``policies`` with the mixup cross-entropy and
+with the Decoupled Mixup loss (DM settings per policy from
+:func:`mixviz.losses.dm_defaults`, with the preset's ``dm_options`` on top);
+``none`` with plain cross-entropy; ``average`` with the mixup cross-entropy
+(the local soft label alone) and with the midpoint loss (local + global soft
+label); then the preset's :class:`Variant` rows (e.g. DM at other strengths,
+for the eta sweep).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mixviz._validation import check_choice
+from mixviz.train import TrainConfig
+
+__all__ = ["POLICIES", "CIFAR_ALPHA", "Variant", "Preset", "Cell", "PRESETS", "preset", "methods", "method_config",
+           "method_label", "cells", "grid", "dm_sweep_variants", "SWEEP_ETAS", "SWEEP_MODES"]
+
+POLICIES = ("none", "mixup", "cutmix", "fmix", "resizemix", "average", "saliencymix", "puzzlemix")
+
+# Mixing ratios of the authors' CIFAR-100 baselines (as in OpenMixup's configs).
+CIFAR_ALPHA = {"mixup": 1.0, "cutmix": 0.2, "fmix": 0.2, "resizemix": 1.0, "gridmix": 0.2,
+               "saliencymix": 0.2, "puzzlemix": 1.0, "average": 1.0, "smoothmix": 0.2, "none": 1.0}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An extra method row: ``policy`` + ``loss`` with its own ``loss_options``
+    (over the DM defaults for ``loss="dm"``), named ``label`` in tables."""
+
+    label: str
+    policy: str
+    loss: str
+    loss_options: Mapping[str, Any] = field(default_factory=dict)
+    alpha: float | None = None
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named experiment.
+
+    Attributes:
+        name, description: for the command line and the README.
+        bases: ``{regime: TrainConfig fields}``; the fields name the data set
+            (``"dataset"``; default: the regime's name) and everything else
+            that the regime fixes (model, epochs, data options ...).
+        seeds: the seeds of every cell.
+        policies: the policies of the standard method rows (:func:`methods`).
+        alpha: ``{policy: alpha}``; missing policies keep the base's alpha.
+        dm_kind: which table of :func:`mixviz.losses.dm_defaults` the DM rows use.
+        dm_alpha: True: DM rows use the alpha of ``dm_defaults`` (the authors'
+            DM runs: 0.2 on CIFAR); False: the alpha of the policy's mixup-CE
+            row, so only the loss differs.
+        dm_options: loss options put over ``dm_defaults`` in every DM row.
+        variants: extra method rows, after the standard ones.
+        figure_regime: the regime whose runs ``mixviz figures`` draws (it
+            needs a clutter regime: the pictures use its object masks).
+    """
+
+    name: str
+    description: str
+    bases: dict[str, dict[str, Any]]
+    seeds: tuple[int, ...] = (0,)
+    policies: tuple[str, ...] = POLICIES
+    alpha: dict[str, float] = field(default_factory=dict)
+    dm_kind: str = "cifar"
+    dm_alpha: bool = False
+    dm_options: dict[str, Any] = field(default_factory=dict)
+    variants: tuple[Variant, ...] = ()
+    figure_regime: str | None = None
+
+    def dataset_of(self, regime: str) -> str:
+        """The data set of ``regime``."""
+        check_choice("regime", regime, self.bases)
+        return self.bases[regime].get("dataset", regime)
+
+    @property
+    def regimes(self) -> list[str]:
+        return list(self.bases)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a grid: its regime, method label and config."""
+
+    regime: str
+    method: str
+    config: TrainConfig
+
+
+def methods(policy: str) -> list[str]:
+    """The losses the grid pairs with ``policy``."""
+    if policy == "none":
+        return ["ce"]
+    if policy == "average":
+        return ["mixup_ce", "midpoint"]
+    return ["mixup_ce", "dm"]
+
+
+def method_label(policy: str, loss: str) -> str:
+    """``"<policy>+<loss>"``: the label of a standard method row."""
+    return f"{policy}+{loss}"
+
+
+def method_config(base: dict[str, Any], dataset: str, policy: str, loss: str, seed: int,
+                  alpha: float | None = None, dm_kind: str = "cifar", dm_options: Mapping[str, Any] | None = None,
+                  **overrides: Any) -> TrainConfig:
+    """The config of one cell: ``base`` with the data set, method and seed;
+    DM rows get ``dm_defaults(policy, dm_kind)`` (eta, mode, lam_power) with
+    ``dm_options`` on top; ``overrides`` win over everything."""
+    from mixviz.losses import dm_defaults
+
+    fields_ = dict(base, dataset=dataset, policy=policy, loss=loss, seed=seed, progress=False)
+    if alpha is not None:
+        fields_["alpha"] = alpha
+    if loss == "dm":
+        dm = dm_defaults(policy, dm_kind)
+        fields_["loss_options"] = {**{k: dm[k] for k in ("eta", "mode", "lam_power")}, **dict(dm_options or {})}
+    fields_.update(overrides)
+    return TrainConfig(**fields_)
+
+
+def _alpha(p: Preset, policy: str, loss: str) -> float | None:
+    from mixviz.losses import dm_defaults
+
+    if loss == "dm" and p.dm_alpha:
+        return dm_defaults(policy, p.dm_kind)["alpha"]
+    return p.alpha.get(policy)
+
+
+def cells(p: Preset, *, seeds: Sequence[int] | None = None, policies: Sequence[str] | None = None,
+          datasets: Sequence[str] | None = None, regimes: Sequence[str] | None = None,
+          **overrides: Any) -> list[Cell]:
+    """Every cell of preset ``p`` (optionally fewer seeds, policies, data sets
+    or regimes; ``overrides`` go into every config), in the order regime,
+    seed, method."""
+    for pol in policies or ():
+        check_choice("policies", pol, [*p.policies, *(v.policy for v in p.variants)])
+    for ds in datasets or ():
+        check_choice("datasets", ds, sorted({p.dataset_of(r) for r in p.bases}))
+    for regime in regimes or ():
+        check_choice("regimes", regime, p.bases)
+    out = []
+    for regime, base in p.bases.items():
+        dataset = p.dataset_of(regime)
+        if (datasets and dataset not in datasets) or (regimes and regime not in regimes):
+            continue
+        base = {k: v for k, v in base.items() if k != "dataset"}
+        for seed in seeds if seeds is not None else p.seeds:
+            for policy in p.policies:
+                if policies and policy not in policies:
+                    continue
+                for loss in methods(policy):
+                    config = method_config(base, dataset, policy, loss, seed, _alpha(p, policy, loss), p.dm_kind,
+                                           p.dm_options, **overrides)
+                    out.append(Cell(regime, method_label(policy, loss), config))
+            for v in p.variants:
+                if policies and v.policy not in policies:
+                    continue
+                alpha = v.alpha if v.alpha is not None else _alpha(p, v.policy, v.loss)
+                dm_options = {**p.dm_options, **dict(v.loss_options)} if v.loss == "dm" else None
+                extra = {} if v.loss == "dm" else {"loss_options": dict(v.loss_options)}
+                config = method_config(base, dataset, v.policy, v.loss, seed, alpha, p.dm_kind, dm_options,
+                                       **{**extra, **overrides})
+                out.append(Cell(regime, v.label, config))
+    return out
+
+
+def grid(p: Preset, **kw: Any) -> list[TrainConfig]:
+    """The configs of :func:`cells` (same arguments)."""
+    return [c.config for c in cells(p, **kw)]
+
+
+# ----------------------------------------------------------------------------- the presets
+
+#: The eta sweep: DM strengths and modes (the ablation the DM paper reports for eta and its modes).
+SWEEP_ETAS = (0.0, 0.01, 0.1, 0.3, 1.0)
+SWEEP_MODES = ("both", "less", "more")
+
+
+def dm_sweep_variants(policies: Sequence[str], etas: Sequence[float] = SWEEP_ETAS,
+                      modes: Sequence[str] = SWEEP_MODES, lam_power: float = 1.0) -> tuple[Variant, ...]:
+    """DM rows for each policy, eta and mode (eta = 0 once: it is the mixup
+    CE whatever the mode), labelled ``"<policy>+dm eta=<eta> <mode>"``."""
+    out = []
+    for policy in policies:
+        for eta in etas:
+            for mode in (modes[:1] if eta == 0 else modes):
+                out.append(Variant(f"{policy}+dm eta={eta:g} {mode}", policy, "dm",
+                                   {"eta": float(eta), "mode": mode, "lam_power": lam_power}))
+    return tuple(out)
+
+
+# The CPU regimes.  Clutter shapes at 16 x 16 pixels on a width-16 small CNN: the regime search
+# (results/regimes, README "How the presets were chosen") measured which sizes, epochs and label noise let
+# the known effects of mixup show on this 2-core CPU.
+_CLUTTER = dict(dataset="clutter", model="smallcnn", batch_size=64, lr=0.05, weight_decay=5e-4, warmup_epochs=1,
+                model_options=dict(width=16))
+
+
+def _clutter(n_train: int, epochs: int, noise: float = 0.0, size: int = 16, n_test: int = 1000,
+             **extra: Any) -> dict[str, Any]:
+    options = dict(n_train=n_train, n_test=n_test, size=size, objects="shapes")
+    if noise:
+        options.update(label_noise=noise, noise_kind="symmetric")
+    return dict(_CLUTTER, epochs=epochs, dataset_options=options, **extra)
+
+
+_DIGITS = dict(dataset="digits", model="smallcnn", epochs=15, batch_size=64, lr=0.05, weight_decay=5e-4,
+               dataset_options=dict(size=16), model_options=dict(width=16))
+_CIFAR100 = dict(dataset="cifar100", model="preact_resnet18", epochs=200, batch_size=100, lr=0.1, momentum=0.9,
+                 weight_decay=1e-4, scheduler="cosine", optimizer="sgd")
+
+PRESETS: dict[str, Preset] = {
+    "quick": Preset(
+        "quick", "clutter shapes with 40 % noisy labels, 16 px, 3 seeds of plain training and mixup, 1 seed of the "
+                 "other methods: what `make demo` runs, a few minutes on a laptop CPU",
+        bases={"noisy40": _clutter(1000, 20, 0.4)}, seeds=(0,), figure_regime="noisy40"),
+    "full": Preset(
+        "full", "clutter shapes clean, with 20 % and 40 % noisy labels and with 20 labels per class, 16 px, 5 seeds: "
+                "about 90 minutes on a laptop CPU",
+        bases={"clean": _clutter(2000, 30), "noisy20": _clutter(2000, 30, 0.2), "noisy40": _clutter(2000, 30, 0.4),
+               "few20": _clutter(200, 60)},
+        seeds=(0, 1, 2, 3, 4), figure_regime="noisy40"),
+    "dm-sweep": Preset(
+        "dm-sweep", "DM strength eta in {0, 0.01, 0.1, 0.3, 1} x modes both/less/more against the mixup CE, for "
+                    "CutMix and mixup, clean and 40 % noisy clutter, 3 seeds",
+        bases={"clean": _clutter(2000, 30), "noisy40": _clutter(2000, 30, 0.4)}, seeds=(0, 1, 2),
+        policies=("none", "mixup", "cutmix"), variants=dm_sweep_variants(("mixup", "cutmix")),
+        figure_regime="noisy40"),
+    "digits": Preset(
+        "digits", "scikit-learn digits at 16 px, smallcnn (width 16), 15 epochs, 3 seeds (clean labels: every method "
+                  "saturates near 99 %)", bases={"digits": _DIGITS}, seeds=(0, 1, 2)),
+    "gpu-cifar100": Preset(
+        "gpu-cifar100", "CIFAR-100, PreAct-ResNet-18, the authors' settings: SGD 0.1, momentum 0.9, wd 1e-4, cosine, "
+                        "batch 100, 200 epochs, alpha and DM settings per policy (DM runs with alpha 0.2, as the "
+                        "authors')", bases={"cifar100": _CIFAR100}, seeds=(0, 1, 2), alpha=CIFAR_ALPHA, dm_alpha=True),
+}
+
+
+def preset(name: str) -> Preset:
+    """The preset called ``name`` (ValueError listing the presets otherwise)."""
+    check_choice("preset", name, PRESETS)
+    return PRESETS[name]
+
+
+def options_text(config: TrainConfig) -> str:
+    """The loss options of a config as JSON (a results column; ``{}`` for none)."""
+    return json.dumps(config.loss_options, sort_keys=True)
