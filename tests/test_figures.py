@@ -21,7 +21,7 @@ TINY = experiments.Preset(
     "tiny-figures", "test preset: 1 epoch on 128 clutter images",
     bases={"clutter": dict(model="smallcnn", epochs=1, batch_size=32, lr=0.05,
                            dataset_options=dict(n_train=128, n_test=64), model_options=dict(width=4))},
-    seeds=(0,), policies=("none", "mixup", "cutmix", "puzzlemix"))
+    seeds=(0,), policies=("none", "mixup", "cutmix", "puzzlemix"), figure_regime="clutter")
 TINY_TOY = dict(figures.TOY_BASE, epochs=1, dataset_options=dict(n=100))
 
 
