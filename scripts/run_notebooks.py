@@ -90,8 +90,18 @@ def execute(path: Path, preset: str, runs: Path, timeout: int = CELL_TIMEOUT) ->
     nb = nbformat.read(path, as_version=4)
     before = _run_count(runs)
     t0 = time.perf_counter()
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                            resources={"metadata": {"path": str(path.parent)}})
+    with client.setup_kernel():  # what NotebookClient.execute() does, with one line of progress per cell
+        info = client.wait_for_reply(client.kc.kernel_info())
+        nb.metadata["language_info"] = info["content"]["language_info"]
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            start = time.perf_counter()
+            client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+            print(f"  {path.name} cell {index}: {time.perf_counter() - start:.0f} s", flush=True)
+        client.set_widgets_metadata()
     seconds = time.perf_counter() - t0
     info = {"source_hash": source_hash(nb), "preset": preset, "seconds": round(seconds, 1),
             "runs_trained": _run_count(runs) - before}
