@@ -279,6 +279,7 @@ def test_inline_png_registers_a_palette_png_formatter():
     pytest.importorskip("IPython")
     import io
 
+    import matplotlib
     import matplotlib.pyplot as plt
     from IPython.core.interactiveshell import InteractiveShell
     from matplotlib.figure import Figure
@@ -287,7 +288,12 @@ def test_inline_png_registers_a_palette_png_formatter():
     from mixviz import viz
 
     assert viz.inline_png() is None  # outside IPython: nothing to do
-    shell = InteractiveShell.instance()
+    class Shell(InteractiveShell):  # a kernel's shell has GUI hooks; the bare one raises NotImplementedError
+        def enable_gui(self, gui=None):
+            pass
+
+    backend = matplotlib.get_backend()
+    shell = Shell.instance()
     try:
         viz.inline_png(dpi=40, colors=16)
         fig, ax = plt.subplots()
@@ -301,7 +307,10 @@ def test_inline_png_registers_a_palette_png_formatter():
         assert "image/svg+xml" not in data
         plt.close(fig)
         assert isinstance(fig, Figure)
+        assert matplotlib.is_interactive()  # %matplotlib inline: every new figure is shown
     finally:
-        InteractiveShell.clear_instance()
+        Shell.clear_instance()
+        plt.switch_backend(backend)
+        matplotlib.interactive(False)
     with pytest.raises(ValueError, match="colors"):
         viz.inline_png(colors=1000)

@@ -234,8 +234,9 @@ def save(fig: Figure, path: str | os.PathLike, dpi: int = 120, colors: int | Non
 def inline_png(dpi: int = DPI, colors: int | None = PNG_COLORS) -> None:
     """Show the figures of a running notebook as palette PNGs (:func:`png_bytes`).
 
-    Registers a PNG formatter for matplotlib figures with the IPython shell,
-    so that figures shown inline (at the end of a cell or by ``plt.show()``)
+    Turns on matplotlib's inline mode (``%matplotlib inline``: every figure
+    a cell makes is shown at its end) and registers a PNG formatter for
+    matplotlib figures with the IPython shell, so that figures shown inline
     are stored in the notebook as small PNGs: the same settings as the files
     the project writes.  Does nothing outside IPython.
     """
@@ -248,6 +249,12 @@ def inline_png(dpi: int = DPI, colors: int | None = PNG_COLORS) -> None:
     shell = get_ipython()
     if shell is None:
         return
+    # %matplotlib inline: interactive mode and a display of every new figure at the end of its cell (a kernel
+    # that only has MPLBACKEND set to the inline backend shows the figures of its first drawing cell only)
+    try:
+        shell.enable_matplotlib("inline")
+    except NotImplementedError:  # a bare InteractiveShell has no GUI hooks: only the formatter below
+        pass
     formatters = shell.display_formatter.formatters
     formatters["image/png"].for_type(Figure, lambda fig: png_bytes(fig, dpi, colors))
     for kind in ("image/svg+xml", "application/pdf", "image/jpeg"):  # one picture per figure: the PNG
