@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 info = execute(path, args.preset, runs, args.timeout)
             except Exception as err:  # noqa: BLE001 -- report and go on with the next notebook
-                print(f"{path.name}: FAILED: {type(err).__name__}: {str(err).splitlines()[0][:300]}")
+                what = f"{err.ename}: {err.evalue}" if hasattr(err, "ename") else str(err).splitlines()[0]
+                print(f"{path.name}: FAILED: {type(err).__name__}: {what[:500]}")
                 failed += 1
                 continue
             print(f"{path.name}: {info['seconds']:.0f} s, {info['runs_trained']} runs trained, "
