@@ -1,11 +1,12 @@
 # Two commands a user needs: `make demo` and `make test`.  Both create .venv on first use.
+# `make lab` opens the notebooks in JupyterLab; `make notebooks` re-executes them and keeps their outputs.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PRESET ?= quick
 
-.PHONY: setup demo test test-fast figures compare bench doctor clean
+.PHONY: setup demo test test-fast figures compare bench doctor lab notebooks clean
 
 setup: $(STAMP)
 
@@ -38,6 +39,15 @@ bench: setup
 # Does this install work on this machine (GPU if there is one), and how fast? Exit code 1 names what failed.
 doctor: setup
 	$(PY) -m mixviz doctor
+
+# JupyterLab on notebooks/, with the run store that `make demo` fills (runs/ at the repository root).
+lab: setup
+	MIXVIZ_RUNS="$(CURDIR)/runs" MIXVIZ_PRESET=$(PRESET) $(VENV)/bin/jupyter lab notebooks/
+
+# Executes every notebook in place with the quick preset (training what runs/ lacks) and keeps the outputs;
+# rewrites the notebook table of README.md with the measured times.
+notebooks: setup
+	$(PY) scripts/run_notebooks.py --preset $(PRESET) --runs "$(CURDIR)/runs"
 
 clean:
 	rm -rf runs .pytest_cache .hypothesis .benchmarks

@@ -7,14 +7,15 @@ Two steps, so that plotting never trains:
    ``mixviz compare``, :func:`mixviz.experiments.grid`, so both commands share
    the run store) and small MLPs on the 2-D toy sets (:func:`toy_configs`).
    Finished runs are loaded, missing ones trained.
-2. The computing functions below turn runs and evaluation data into what the
-   :mod:`mixviz.viz` functions draw, and :func:`make_figures` writes one PNG
-   per picture kind plus ``summary.md`` / ``summary.json`` with the numbers.
+2. :func:`make_figures` computes what to draw with :mod:`mixviz.analysis`
+   (calibration, mixed Top-1/Top-2, label mismatch, saliency, decision
+   boundaries), draws it with :mod:`mixviz.viz`, and writes one PNG per
+   picture kind plus ``summary.md`` / ``summary.json`` with the numbers.
 
 Every evaluation on mixed samples uses one fixed mixed set: the clutter test
 set mixed with ``generator = torch.Generator().manual_seed(EVAL_SEED)``, the
 same for every method, so differences between methods come from the models
-and not from the draw.
+and not from the draw (:func:`mixviz.analysis.fixed_mixed_batch`).
 
 >>> from mixviz import figures
 >>> sorted(figures.FIGURE_KINDS)[:3]
@@ -26,7 +27,6 @@ and not from the draw.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import time
@@ -35,51 +35,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import torch
 
-from mixviz._validation import check_choice, check_labels, check_positive, check_tensor
-from mixviz.mixing.batch import MixedBatch
+from mixviz import analysis
+from mixviz._validation import check_choice
+from mixviz.analysis import (EVAL_ALPHA, EVAL_POLICY, EVAL_SEED, MISMATCH_SHARE, MISMATCH_VISIBLE, method_name,
+                             training_kind)
 from mixviz.train import Run, TrainConfig
 
-__all__ = [
-    "FIGURE_KINDS",
-    "EVAL_SEED",
-    "TOY_DATASETS",
-    "TOY_METHODS",
-    "FigureRuns",
-    "method_name",
-    "training_kind",
-    "figure_presets",
-    "clutter_configs",
-    "clutter_config",
-    "toy_configs",
-    "toy_point_policies",
-    "collect",
-    "clutter_eval_set",
-    "fixed_mixed_batch",
-    "mix_at_lam",
-    "LAM_POLICIES",
-    "gallery_batches",
-    "boundary_grids",
-    "boundary_notes",
-    "calibration",
-    "mixed_accuracy",
-    "results_table",
-    "mismatch_reports",
-    "dynamic_models",
-    "saliency_table",
-    "saliency_by_kind",
-    "pick_mixed_sample",
-    "saliency_example",
-    "summary",
-    "summary_markdown",
-    "make_figures",
-    "register_command",
-]
+__all__ = ["FIGURE_KINDS", "TOY_DATASETS", "TOY_METHODS", "TOY_BASE", "SALIENCY_ROWS", "FigureRuns", "figure_presets",
+           "clutter_configs", "clutter_config", "toy_point_policies", "toy_methods", "toy_configs", "collect",
+           "clutter_eval_set", "results_table", "summary", "summary_markdown", "make_figures", "register_command"]
 
-#: The picture kinds and the file names (without ``.png``) they are written to.
 FIGURE_KINDS: dict[str, tuple[str, ...]] = {
     "mixed_samples": ("mixed_samples",),
     "decision_boundary": ("decision_boundary_moons", "decision_boundary_spirals"),
@@ -90,13 +57,6 @@ FIGURE_KINDS: dict[str, tuple[str, ...]] = {
     "training_curves": ("training_curves",),
     "method_comparison": ("method_comparison",),
 }
-
-#: Seed of the fixed mixed evaluation set (the same for every method).
-EVAL_SEED = 0
-#: Mixing of the fixed evaluation set on images (the training loop's default
-#: evaluation policy on images, so the final numbers agree with the run history).
-EVAL_POLICY = "cutmix"
-EVAL_ALPHA = 1.0
 
 TOY_DATASETS = ("moons", "spirals")
 #: The toy methods as (name, (policy, loss)); a cut-and-paste policy is added
@@ -115,36 +75,8 @@ TOY_BASE: dict[str, Any] = dict(model="mlp", epochs=30, batch_size=50, lr=0.01, 
 
 #: Rows of the saliency grid (the methods present in the preset are drawn).
 SALIENCY_ROWS = ("none+ce", "mixup+mixup_ce", "cutmix+mixup_ce", "puzzlemix+mixup_ce", "cutmix+dm")
-#: Attribution methods of the saliency agreement table.
-SALIENCY_METHODS = ("gradcam", "saliency")
 #: Test points drawn over each decision-boundary panel (all 1000 would hide the shading).
 BOUNDARY_POINTS = 300
-
-MISMATCH_SHARE = 0.3
-MISMATCH_VISIBLE = 0.05
-
-
-# --------------------------------------------------------------------------- names
-
-
-def method_name(config: TrainConfig) -> str:
-    """``"<policy>+<loss>"``, the method label used in every table and figure."""
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    return f"{config.policy}+{config.loss}"
-
-
-def training_kind(policy: str, loss: str) -> str:
-    """``"baseline"`` (no mixing), ``"DM"`` (the Decoupled Mixup loss), or the
-    policy's kind in the mixing registry (``"static"`` / ``"dynamic"``)."""
-    from mixviz.mixing import available
-
-    check_choice("policy", policy, available())
-    if loss == "dm":
-        return "DM"
-    if policy == "none":
-        return "baseline"
-    return available()[policy]
 
 
 # --------------------------------------------------------------------------- configs and runs
@@ -285,7 +217,7 @@ def collect(preset: str = "quick", runs_root: str | os.PathLike | None = None, *
     return out
 
 
-# --------------------------------------------------------------------------- evaluation data and mixing
+# --------------------------------------------------------------------------- evaluation data and the runs table
 
 
 def clutter_eval_set(preset: str) -> Any:
@@ -296,215 +228,6 @@ def clutter_eval_set(preset: str) -> Any:
     p = _preset(preset)
     options = dict(p.bases[p.figure_regime].get("dataset_options", {}))
     return data.load("clutter", "test", **options)
-
-
-def _check_images(images: Any, labels: Any) -> None:
-    check_tensor("images", images, ndim=4, floating=True)
-    check_labels("labels", labels, batch=images.shape[0])
-
-
-def fixed_mixed_batch(policy: str, images: torch.Tensor, labels: torch.Tensor, *, seed: int = EVAL_SEED,
-                      alpha: float = EVAL_ALPHA, model: torch.nn.Module | None = None,
-                      **options: Any) -> MixedBatch:
-    """``images`` mixed by ``policy`` with a CPU generator seeded ``seed``.
-
-    The same seed gives the same partners and, for static policies, the same
-    lam and masks for every call, so every method is evaluated on the same
-    mixed set.  Dynamic policies also look at ``model`` (required for them).
-    """
-    from mixviz.mixing import mix, policy_info
-
-    info = policy_info(policy)
-    _check_images(images, labels)
-    if info.needs_model and model is None:
-        raise ValueError(f"model is required for the dynamic policy {policy!r}")
-    generator = torch.Generator(device=images.device).manual_seed(seed)
-    was_training = model.training if model is not None else False
-    try:
-        with torch.enable_grad():
-            mixed = mix(policy, images, labels, alpha=alpha, generator=generator, model=model, **options)
-    finally:
-        if model is not None:
-            model.train(was_training)
-    return replace(mixed, inputs=mixed.inputs.detach(), lam=mixed.lam.detach(), aux_loss=None,
-                   mask=None if mixed.mask is None else mixed.mask.detach())  # keeps a hidden-layer mix's layer
-
-
-def _mask_function(policy: str) -> Callable[..., torch.Tensor] | None:
-    from mixviz.mixing import box_mask, fourier_mask, gaussian_mask, grid_mask
-
-    return {"cutmix": box_mask, "fmix": fourier_mask, "gridmix": grid_mask, "smoothmix": gaussian_mask}.get(policy)
-
-
-#: Policies :func:`mix_at_lam` can mix at a chosen lam.
-LAM_POLICIES = ("none", "mixup", "average", "cutmix", "fmix", "gridmix", "smoothmix")
-
-
-def mix_at_lam(policy: str, x: torch.Tensor, y: torch.Tensor, lam: float, *, seed: int = EVAL_SEED) -> MixedBatch:
-    """Mix ``x`` by ``policy`` at a chosen ``lam`` instead of a Beta draw
-    (the lam slider of the mixed-samples notebook).
-
-    Partners are ``index = randperm(B)`` from a generator seeded ``seed``.
-    Mixup: ``inputs = lam x + (1 - lam) x[index]``.  Mask policies use the
-    policy's own mask function (:func:`mixviz.mixing.box_mask`,
-    ``fourier_mask``, ``grid_mask``, ``gaussian_mask``) at ``lam``:
-    ``inputs = m x + (1 - m) x[index]`` and the returned lam is the mask
-    mean (the share of a actually shown).  ``average`` always has lam = 0.5
-    and ``none`` lam = 1.  Other policies (ResizeMix, the dynamic ones) draw
-    their own geometry and are not supported: use :func:`fixed_mixed_batch`.
-    """
-    from mixviz.mixing import mix
-
-    check_choice("policy", policy, LAM_POLICIES)
-    check_tensor("x", x, floating=True)
-    check_labels("y", y, batch=x.shape[0])
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0.0 <= lam <= 1.0:
-        raise ValueError(f"lam must be a number in [0, 1], got {lam!r}")
-    generator = torch.Generator(device=x.device).manual_seed(seed)
-    if policy in ("none", "average"):
-        return mix(policy, x, y, generator=generator)
-    b = x.shape[0]
-    index = torch.randperm(b, generator=generator, device=x.device)
-    lam_t = torch.full((b,), float(lam), dtype=torch.float32, device=x.device)
-    if policy == "mixup":
-        inputs = torch.lerp(x[index], x, lam_t.view(-1, *([1] * (x.dim() - 1))).to(x.dtype))
-        return MixedBatch(inputs=inputs, y_a=y, y_b=y[index], index=index, lam=lam_t, policy="mixup")
-    check_tensor("x", x, ndim=4)
-    mask = _mask_function(policy)(lam_t, x.shape[2], x.shape[3], generator=generator)
-    inputs = torch.lerp(x[index], x, mask.to(x.dtype))
-    return MixedBatch(inputs=inputs, y_a=y, y_b=y[index], index=index, lam=mask.mean((1, 2, 3)), mask=mask,
-                      policy=policy)
-
-
-def dynamic_models(runs: Mapping[str, Run], policies: Sequence[str]) -> dict[str, torch.nn.Module]:
-    """A model for each dynamic policy in ``policies``: the one trained with
-    that policy and the mixup cross-entropy (else any run of the policy, else
-    the ``none+ce`` baseline) -- dynamic mixing asks a model where the
-    objects are.  A policy with a learned state (AutoMix) mixes with the
-    trained state of one of its own runs (``Run.mixer``): no fallback."""
-    from mixviz.mixing import policy_info
-
-    out = {}
-    for policy in policies:
-        info = policy_info(policy)
-        if not info.needs_model:
-            continue
-        candidates = [f"{policy}+mixup_ce", *[m for m in runs if m.startswith(f"{policy}+")]]
-        if info.state is None:
-            candidates.append("none+ce")
-        chosen = next((m for m in candidates if m in runs), None)
-        if chosen is None:
-            need = f"a run of {policy!r}" + (" (its trained mixer)" if info.state is not None else " or 'none+ce'")
-            raise ValueError(f"runs must hold {need} to mix with the dynamic policy {policy!r}; has {sorted(runs)}")
-        out[policy] = runs[chosen].mixer
-    return out
-
-
-def gallery_batches(images: torch.Tensor, labels: torch.Tensor, policies: Sequence[str], *,
-                    models: Mapping[str, torch.nn.Module] | None = None, seed: int = EVAL_SEED,
-                    alpha: float = EVAL_ALPHA) -> dict[str, MixedBatch]:
-    """``{policy: MixedBatch}``: the same images mixed by each policy with the
-    same seed (so the same partners: every policy draws its permutation first),
-    for :func:`mixviz.viz.mixed_samples_gallery`."""
-    if isinstance(policies, str) or not policies:
-        raise ValueError("policies must be a non-empty sequence of policy names")
-    models = models or {}
-    return {p: fixed_mixed_batch(p, images, labels, seed=seed, alpha=alpha, model=models.get(p)) for p in policies}
-
-
-# --------------------------------------------------------------------------- decision boundaries
-
-
-def boundary_grids(runs: Mapping[str, Run], X: torch.Tensor, resolution: int = 150) -> dict[str, dict[str, Any]]:
-    """``{method: probability grid}`` of each toy run over the plane around ``X``
-    (:func:`mixviz.viz.probability_grid`; a forward pass, no training)."""
-    from mixviz.viz import probability_grid
-
-    _check_runs(runs)
-    return {name: probability_grid(run.model, X, resolution=resolution) for name, run in runs.items()}
-
-
-def boundary_notes(runs: Mapping[str, Run], num_classes: int = 2) -> dict[str, str]:
-    """The subtitle of each decision-boundary panel: test accuracy and, for DM
-    on two classes, why it matches mixup (the decoupled softmax over the
-    classes other than the partner has one class left: its term is log 1 = 0)."""
-    _check_runs(runs)
-    notes = {}
-    for name, run in runs.items():
-        text = f"test acc {100 * run.metrics['test_acc']:.1f} %, ECE {100 * run.metrics['ece']:.1f} %"
-        if run.config.loss == "dm" and num_classes == 2:
-            text += "\n(2 classes: DM term = 0, same as mixup CE)"
-        notes[name] = text
-    return notes
-
-
-# --------------------------------------------------------------------------- calibration and mixed accuracy
-
-
-def _check_runs(runs: Any) -> None:
-    if not isinstance(runs, Mapping) or not runs:
-        raise ValueError("runs must be a non-empty dict {method: Run}")
-    for key, run in runs.items():
-        if not isinstance(run, Run):
-            raise TypeError(f"runs[{key!r}] must be a mixviz.train.Run, got {type(run).__name__}")
-
-
-def _device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def calibration(runs: Mapping[str, Run], images: torch.Tensor, labels: torch.Tensor,
-                n_bins: int = 15) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
-    """Reliability bins and ECE of each run's softmax on ``images``:
-    ``({method: reliability_bins}, {method: ECE})`` as
-    :func:`mixviz.viz.reliability_diagrams` takes them.  ECE is
-    ``sum_b n_b / N |acc_b - conf_b|`` (torchmetrics' L1 calibration error)."""
-    from mixviz import metrics
-    from mixviz.train import evaluate
-
-    _check_runs(runs)
-    _check_images(images, labels)
-    check_positive("n_bins", n_bins, integer=True)
-    bins, ece = {}, {}
-    for name, run in runs.items():
-        device = _device(run.model)
-        y = labels.to(device)
-        probs = evaluate(run.model, images.to(device), y).softmax(dim=1)
-        bins[name] = metrics.reliability_bins(probs, y, n_bins)
-        ece[name] = metrics.expected_calibration_error(probs, y, n_bins)
-    return bins, ece
-
-
-def mixed_accuracy(runs: Sequence[Run] | Mapping[str, Run], images: torch.Tensor, labels: torch.Tensor, *,
-                   policy: str = EVAL_POLICY, seed: int = EVAL_SEED, alpha: float = EVAL_ALPHA) -> pd.DataFrame:
-    """Top-1 / Top-2 accuracy (the DM paper's) of each run on the fixed mixed set.
-
-    Every run sees ``images`` mixed by ``policy`` with the same ``seed``
-    (:func:`mixviz.metrics.mixed_evaluation`).  Top-1: the top class is one of
-    the two mixed classes; Top-2: the two top classes are exactly them.
-
-    Returns:
-        One row per run: ``method``, ``policy``, ``loss``, ``kind``, ``seed``,
-        ``mixed_top1``, ``mixed_top2`` (fractions).
-    """
-    from mixviz import metrics
-
-    items = list(runs.values()) if isinstance(runs, Mapping) else list(runs)
-    if not items:
-        raise ValueError("runs must hold at least one Run")
-    for run in items:
-        if not isinstance(run, Run):
-            raise TypeError(f"runs must hold mixviz.train.Run objects, got {type(run).__name__}")
-    _check_images(images, labels)
-    rows = []
-    for run in items:
-        device = _device(run.model)
-        scores = metrics.mixed_evaluation(run.model, images.to(device), labels.to(device), policy=policy,
-                                          alpha=alpha, seed=seed)
-        c = run.config
-        rows.append({"method": method_name(c), "policy": c.policy, "loss": c.loss,
-                     "kind": training_kind(c.policy, c.loss), "seed": c.seed, **scores})
-    return pd.DataFrame(rows)
 
 
 def results_table(runs: Sequence[Run]) -> pd.DataFrame:
@@ -524,186 +247,6 @@ def results_table(runs: Sequence[Run]) -> pd.DataFrame:
         row.update(method=method_name(run.config), kind=training_kind(run.config.policy, run.config.loss))
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-# --------------------------------------------------------------------------- label mismatch
-
-
-def mismatch_reports(images: torch.Tensor, labels: torch.Tensor, object_masks: torch.Tensor,
-                     policies: Sequence[str], *, models: Mapping[str, torch.nn.Module] | None = None,
-                     seed: int = EVAL_SEED, alpha: float = EVAL_ALPHA, share_threshold: float = MISMATCH_SHARE,
-                     visible_threshold: float = MISMATCH_VISIBLE) -> dict[str, dict[str, Any]]:
-    """``{policy: mixviz.metrics.label_mismatch(...)}`` on the fixed mixed set.
-
-    A mixed label is mismatched when it gives a class a share
-    ``>= share_threshold`` while less than ``visible_threshold`` of that
-    class's object survives in the mixed image; ``rate`` is the fraction of
-    mixed samples with such a label.  Dynamic policies need their model in
-    ``models`` (see :func:`dynamic_models`).
-    """
-    if isinstance(policies, str) or not policies:
-        raise ValueError("policies must be a non-empty sequence of policy names")
-    _check_images(images, labels)
-    check_tensor("object_masks", object_masks, ndim=4)
-    from mixviz import metrics
-
-    models = models or {}
-    out = {}
-    for policy in policies:
-        model = models.get(policy)
-        device = _device(model) if model is not None else images.device
-        mixed = fixed_mixed_batch(policy, images.to(device), labels.to(device), seed=seed, alpha=alpha, model=model)
-        out[policy] = metrics.label_mismatch(mixed, object_masks.to(device), share_threshold=share_threshold,
-                                             visible_threshold=visible_threshold)
-    return out
-
-
-# --------------------------------------------------------------------------- saliency
-
-
-def _visible_objects(mixed: MixedBatch, object_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The visible part of object a and of object b in each mixed image:
-    ``m o_a`` and ``(1 - m) o_b`` ([B, 1, H, W]); whole objects when the
-    policy has no mask (mixup fades, it does not cut)."""
-    obj_a = object_masks.to(torch.float32)
-    obj_b = obj_a[mixed.index]
-    if mixed.mask is None:
-        return obj_a, obj_b
-    m = mixed.mask.to(obj_a.device, torch.float32)
-    return m * obj_a, (1.0 - m) * obj_b
-
-
-def saliency_table(runs: Mapping[str, Run], images: torch.Tensor, labels: torch.Tensor,
-                   object_masks: torch.Tensor, *, attributions: Sequence[str] = SALIENCY_METHODS,
-                   limit: int | None = 256, policy: str = EVAL_POLICY, seed: int = EVAL_SEED,
-                   alpha: float = EVAL_ALPHA, tolerance: int = 0) -> pd.DataFrame:
-    """Agreement of each model's attributions with the object masks.
-
-    For each run and attribution method (captum, :func:`mixviz.saliency.attribute`):
-
-    * ``mask_share``: mean share of the attribution for the true class inside
-      the object, on the clean images (a uniform map scores the mean object
-      area, ``chance``);
-    * ``pointing``: fraction of clean images whose map peaks on the object;
-    * ``mixed_share``: on the fixed mixed set (``policy``, ``seed``), the
-      share of the map for ``y_a`` inside the visible part of object a and of
-      the map for ``y_b`` inside the visible part of object b, averaged over
-      both and over the pairs of two classes whose objects are both visible
-      -- does the model find each mixed class where its object is?
-
-    ``limit`` takes the first images only (None: all).
-
-    Returns:
-        One row per (run, attribution): ``method``, ``kind``, ``attribution``,
-        ``mask_share``, ``pointing``, ``mixed_share``, ``chance``.
-    """
-    from mixviz import saliency
-
-    _check_runs(runs)
-    _check_images(images, labels)
-    check_tensor("object_masks", object_masks, ndim=4)
-    if limit is not None:
-        check_positive("limit", limit, integer=True)
-        images, labels, object_masks = images[:limit], labels[:limit], object_masks[:limit]
-    for a in attributions:
-        check_choice("attributions", a, saliency.METHODS)
-    mixed = fixed_mixed_batch(policy, images, labels, seed=seed, alpha=alpha)
-    vis_a, vis_b = _visible_objects(mixed, object_masks)
-    keep = mixed.y_a.ne(mixed.y_b) & (vis_a.sum((1, 2, 3)) > 0) & (vis_b.sum((1, 2, 3)) > 0)
-    chance = float(object_masks.to(torch.float32).mean())
-    rows = []
-    for name, run in runs.items():
-        device = _device(run.model)
-        for method in attributions:
-            clean = saliency.saliency_agreement(run.model, images.to(device), object_masks.to(device),
-                                                labels.to(device), method=method, tolerance=tolerance)
-            x = mixed.inputs[keep].to(device)
-            share_a = saliency.mask_agreement(saliency.attribute(run.model, x, mixed.y_a[keep].to(device), method),
-                                              vis_a[keep].to(device))
-            share_b = saliency.mask_agreement(saliency.attribute(run.model, x, mixed.y_b[keep].to(device), method),
-                                              vis_b[keep].to(device))
-            both = torch.cat([share_a, share_b])
-            both = both[~torch.isnan(both)]
-            rows.append({"method": name, "kind": training_kind(run.config.policy, run.config.loss),
-                         "attribution": method, **clean,
-                         "mixed_share": float(both.mean()) if both.numel() else math.nan, "chance": chance})
-    return pd.DataFrame(rows)
-
-
-def saliency_by_kind(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean of ``mask_share``, ``pointing`` and ``mixed_share`` over the methods
-    of each training kind (baseline / static / dynamic / DM), per attribution."""
-    cols = ["mask_share", "pointing", "mixed_share"]
-    missing = [c for c in ("kind", "attribution", *cols) if c not in table.columns]
-    if missing:
-        raise ValueError(f"table must have the columns of saliency_table; missing {', '.join(missing)}")
-    order = {"baseline": 0, "static": 1, "dynamic": 2, "DM": 3}
-    out = table.groupby(["attribution", "kind"], sort=False)[cols].mean().reset_index()
-    out["methods"] = table.groupby(["attribution", "kind"], sort=False).size().to_numpy()
-    out = out.sort_values(["attribution", "kind"], key=lambda s: s.map(order) if s.name == "kind" else s,
-                          kind="stable")
-    return out.reset_index(drop=True)
-
-
-def pick_mixed_sample(mixed: MixedBatch, object_masks: torch.Tensor, *, min_visible: float = 0.6,
-                      lam_range: tuple[float, float] = (0.3, 0.7)) -> int:
-    """The first mixed sample of two different classes with both objects at
-    least ``min_visible`` visible and lam in ``lam_range`` (a sample in which
-    both labels are right); if none, the pair of two classes whose worse
-    visible object is the most visible."""
-    from mixviz.metrics import object_visibility
-
-    if not isinstance(mixed, MixedBatch):
-        raise TypeError(f"mixed must be a MixedBatch, got {type(mixed).__name__}")
-    vis_a, vis_b = object_visibility(mixed, object_masks)
-    worst = torch.fmin(vis_a, vis_b).nan_to_num(-1.0)
-    worst = torch.where(mixed.y_a.ne(mixed.y_b).to(worst.device), worst, torch.full_like(worst, -2.0))
-    lam = mixed.lam.to(worst.device)
-    good = (worst >= min_visible) & (lam >= lam_range[0]) & (lam <= lam_range[1])
-    if bool(good.any()):
-        return int(good.nonzero()[0, 0])
-    return int(worst.argmax())
-
-
-def saliency_example(runs: Mapping[str, Run], images: torch.Tensor, labels: torch.Tensor,
-                     object_masks: torch.Tensor, *, method: str = "gradcam", policy: str = EVAL_POLICY,
-                     seed: int = EVAL_SEED, alpha: float = EVAL_ALPHA, sample: int | None = None,
-                     class_names: Sequence[str] | None = None) -> dict[str, Any]:
-    """The keyword arguments of :func:`mixviz.viz.saliency_grid` for one mixed image.
-
-    The image is sample ``sample`` of the fixed mixed set (default
-    :func:`pick_mixed_sample`); each run's attribution maps are for its two
-    most probable classes (:func:`mixviz.saliency.top2_attributions`).  The
-    ``agreement`` of a map is its share inside the visible part of the
-    object of the class it explains, or inside both objects when that class
-    is neither of the two mixed classes.
-    """
-    from mixviz import saliency
-
-    _check_runs(runs)
-    _check_images(images, labels)
-    mixed = fixed_mixed_batch(policy, images, labels, seed=seed, alpha=alpha)
-    i = pick_mixed_sample(mixed, object_masks) if sample is None else sample
-    check_positive("sample", i, allow_zero=True, integer=True)
-    if i >= len(mixed):
-        raise ValueError(f"sample must be < {len(mixed)} (the number of images), got {i}")
-    vis_a, vis_b = _visible_objects(mixed, object_masks)
-    y_a, y_b = int(mixed.y_a[i]), int(mixed.y_b[i])
-    objects = {y_a: vis_a[i:i + 1], y_b: vis_b[i:i + 1]}
-    union = torch.clamp(vis_a[i:i + 1] + vis_b[i:i + 1], max=1.0)
-    attributions, agreement = {}, {}
-    for name, run in runs.items():
-        device = _device(run.model)
-        first, second, top2 = saliency.top2_attributions(run.model, mixed.inputs[i:i + 1].to(device), method)
-        attributions[name] = (first.cpu(), second.cpu(), top2.cpu())
-        shares = []
-        for attr, cls in ((first, int(top2[0, 0])), (second, int(top2[0, 1]))):
-            region = objects.get(cls, union).to(device)
-            shares.append(float(saliency.mask_agreement(attr, region)[0].nan_to_num(0.0)))
-        agreement[name] = tuple(shares)
-    return {"images": (images[i].cpu(), images[int(mixed.index[i])].cpu()), "mixed": mixed.inputs[i].cpu(),
-            "attributions": attributions, "class_names": class_names, "labels": (y_a, y_b),
-            "lam": float(mixed.lam[i]), "agreement": agreement}
 
 
 # --------------------------------------------------------------------------- summary
@@ -754,7 +297,7 @@ def summary(results: pd.DataFrame, mixed: pd.DataFrame, mismatch: Mapping[str, M
                             "n_pairs": int(r["n_pairs"])}
                            for p, r in mismatch.items()],
         "saliency": saliency.to_dict("records"),
-        "saliency_by_kind": saliency_by_kind(saliency).to_dict("records") if len(saliency) else [],
+        "saliency_by_kind": analysis.saliency_by_kind(saliency).to_dict("records") if len(saliency) else [],
     }
     if toy:
         out["toy"] = [{"dataset": d, "method": m, "test_acc": float(run.metrics["test_acc"]),
@@ -818,17 +361,12 @@ def summary_markdown(s: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- all figures
 
 
-#: Resolution of the written PNGs (dots per inch) and the size of their palette (see :func:`mixviz.viz.save`).
-DPI = 110
-PNG_COLORS = 256
-
-
 def _save(fig: Any, path: Path, written: dict[str, Path]) -> None:
     import matplotlib.pyplot as plt
 
-    from mixviz.viz import save
+    from mixviz import viz
 
-    written[path.stem] = save(fig, path, dpi=DPI, colors=PNG_COLORS)
+    written[path.stem] = viz.save(fig, path, dpi=viz.DPI, colors=viz.PNG_COLORS)
     plt.close(fig)
 
 
@@ -854,27 +392,28 @@ def make_figures(runs: FigureRuns, out: str | os.PathLike, *, log: Callable[[str
     test = clutter_eval_set(runs.preset)
     images, labels, masks, names = test.images, test.labels, test.masks, test.classes
     policies = list(dict.fromkeys(r.config.policy for r in clutter.values() if r.config.policy != "none"))
-    models = dynamic_models(clutter, policies)
+    models = analysis.dynamic_models(clutter, policies)
 
     t0 = time.perf_counter()
-    gallery = gallery_batches(images[:16], labels[:16], policies, models=models)
+    gallery = analysis.gallery_batches(images[:16], labels[:16], policies, models=models)
     _save(viz.mixed_samples_gallery(gallery, class_names=names, n=4), out / "mixed_samples.png", written)
 
     for dataset, toy_runs in runs.toy.items():
         points = data.load(dataset, "test", **TOY_BASE["dataset_options"])
-        grids = boundary_grids(toy_runs, points.images)
+        grids = analysis.boundary_grids(toy_runs, points.images)
         shown = slice(0, BOUNDARY_POINTS)
         fig = viz.decision_boundaries(grids, points=(points.images[shown], points.labels[shown]),
-                                      notes=boundary_notes(toy_runs, points.num_classes), ncols=len(grids))
+                                      notes=analysis.boundary_notes(toy_runs, points.images, points.labels),
+                                      ncols=len(grids))
         fig.suptitle(f"{dataset}: {fig.get_suptitle()}")
         _save(fig, out / f"decision_boundary_{dataset}.png", written)
     say(f"gallery and decision boundaries: {time.perf_counter() - t0:.1f} s")
 
     t0 = time.perf_counter()
-    bins, ece = calibration(clutter, images, labels)
+    bins, ece = analysis.calibration(clutter, images, labels)
     _save(viz.reliability_diagrams(bins, ece, ncols=5), out / "reliability.png", written)
     results = results_table(all_runs)
-    mixed = mixed_accuracy(all_runs, images, labels)
+    mixed = analysis.mixed_accuracy(all_runs, images, labels)
     histories = {name: run.history for name, run in clutter.items()}
     _save(viz.mixed_accuracy_plot(histories, final=mixed), out / "top1_top2.png", written)
     _save(viz.training_curves(histories, metrics=("train_loss", "test_acc", "test_ece", "mixed_top2")),
@@ -885,8 +424,8 @@ def make_figures(runs: FigureRuns, out: str | os.PathLike, *, log: Callable[[str
     t0 = time.perf_counter()
     trained = {r.config.policy for r in clutter.values()}
     all_policies = [p for p in _registry_policies() if p != "none" and (p in trained or not _learns(p))]
-    mismatch_models = {**dynamic_models(clutter, all_policies)}
-    reports = mismatch_reports(images, labels, masks, all_policies, models=mismatch_models)
+    reports = analysis.mismatch_reports(images, labels, masks, all_policies,
+                                        models=analysis.dynamic_models(clutter, all_policies))
     _save(viz.mismatch_scatter_from_reports(reports, share_threshold=MISMATCH_SHARE,
                                             visible_threshold=MISMATCH_VISIBLE, ncols=5),
           out / "label_mismatch.png", written)
@@ -894,9 +433,9 @@ def make_figures(runs: FigureRuns, out: str | os.PathLike, *, log: Callable[[str
 
     t0 = time.perf_counter()
     rows = {m: clutter[m] for m in SALIENCY_ROWS if m in clutter} or dict(list(clutter.items())[:4])
-    example = saliency_example(rows, images, labels, masks, class_names=names)
+    example = analysis.saliency_example(rows, images, labels, masks, class_names=names)
     _save(viz.saliency_grid(**example), out / "saliency.png", written)
-    sal = saliency_table(clutter, images, labels, masks, limit=saliency_limit)
+    sal = analysis.saliency_table(clutter, images, labels, masks, limit=saliency_limit)
     say(f"saliency: {time.perf_counter() - t0:.1f} s")
 
     s = summary(results, mixed, reports, sal, runs.toy, preset=runs.preset, n_test=len(labels))

@@ -1,5 +1,6 @@
-"""Tests of mixviz.figures: the computing functions on tiny runs, and the
-``mixviz figures`` command writing every named file."""
+"""Tests of mixviz.figures: collecting the runs of a preset, the summary, and
+the ``mixviz figures`` command writing every named file.  The computations it
+calls are tested in test_analysis.py."""
 
 from __future__ import annotations
 
@@ -10,19 +11,17 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 matplotlib.use("Agg")
 
-from mixviz import experiments, figures, metrics, mixing, saliency  # noqa: E402
-from mixviz.mixing import MixedBatch  # noqa: E402
+from mixviz import analysis, experiments, figures, mixing  # noqa: E402
 from mixviz.runs import config_id  # noqa: E402
 
 TINY = experiments.Preset(
     "tiny-figures", "test preset: 1 epoch on 128 clutter images",
     bases={"clutter": dict(model="smallcnn", epochs=1, batch_size=32, lr=0.05,
                            dataset_options=dict(n_train=128, n_test=64), model_options=dict(width=4))},
-    seeds=(0,), policies=("none", "mixup", "cutmix", "puzzlemix"))
+    seeds=(0,), policies=("none", "mixup", "cutmix", "puzzlemix"), figure_regime="clutter")
 TINY_TOY = dict(figures.TOY_BASE, epochs=1, dataset_options=dict(n=100))
 
 
@@ -46,7 +45,7 @@ def test_clutter_configs_are_the_compare_grid():
     configs = figures.clutter_configs("quick")
     grid = experiments.grid(experiments.preset("quick"), datasets=("clutter",))
     assert [config_id(c) for c in configs] == [config_id(c) for c in grid]
-    assert {figures.method_name(c) for c in configs} >= {"none+ce", "cutmix+dm", "average+midpoint"}
+    assert {analysis.method_name(c) for c in configs} >= {"none+ce", "cutmix+dm", "average+midpoint"}
 
 
 def test_preset_without_clutter_is_rejected():
@@ -70,100 +69,12 @@ def test_toy_configs_and_point_policies():
     assert dm == {k: ref[k] for k in ("eta", "mode", "lam_power")}
 
 
-def test_training_kind():
-    assert figures.training_kind("none", "ce") == "baseline"
-    assert figures.training_kind("cutmix", "mixup_ce") == "static"
-    assert figures.training_kind("puzzlemix", "mixup_ce") == "dynamic"
-    assert figures.training_kind("puzzlemix", "dm") == "DM"
-    with pytest.raises(ValueError, match="policy"):
-        figures.training_kind("nope", "ce")
-
-
-# --------------------------------------------------------------------------- mixing helpers
-
-
-def _images(b=6, size=16, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(b, 3, size, size, generator=g), torch.arange(b) % 3
-
-
-def test_fixed_mixed_batch_same_seed_same_set():
-    x, y = _images()
-    a = figures.fixed_mixed_batch("cutmix", x, y, seed=3)
-    b = figures.fixed_mixed_batch("cutmix", x, y, seed=3)
-    c = figures.fixed_mixed_batch("cutmix", x, y, seed=4)
-    assert torch.equal(a.inputs, b.inputs) and torch.equal(a.lam, b.lam) and torch.equal(a.index, b.index)
-    assert not torch.equal(a.inputs, c.inputs)
-    # the same as mixing.mix with a generator of that seed
-    ref = mixing.mix("cutmix", x, y, alpha=1.0, generator=torch.Generator().manual_seed(3))
-    assert torch.equal(a.inputs, ref.inputs) and torch.equal(a.mask, ref.mask)
-    with pytest.raises(ValueError, match="model"):
-        figures.fixed_mixed_batch("puzzlemix", x, y)
-
-
-def test_mix_at_lam_mixup_is_exact_lerp():
-    x, y = _images()
-    m = figures.mix_at_lam("mixup", x, y, 0.3, seed=1)
-    torch.testing.assert_close(m.inputs, 0.3 * x + 0.7 * x[m.index])
-    assert torch.equal(m.lam, torch.full((6,), 0.3))
-    assert torch.equal(m.y_b, y[m.index])
-    assert torch.equal(m.index, torch.randperm(6, generator=torch.Generator().manual_seed(1)))
-
-
-@pytest.mark.parametrize("policy", ["cutmix", "fmix", "gridmix", "smoothmix"])
-def test_mix_at_lam_mask_policies(policy):
-    x, y = _images(size=32)
-    m = figures.mix_at_lam(policy, x, y, 0.75)
-    assert m.mask is not None and m.policy == policy
-    torch.testing.assert_close(m.inputs, m.mask * x + (1 - m.mask) * x[m.index])
-    torch.testing.assert_close(m.lam, m.mask.mean((1, 2, 3)))
-    if policy == "fmix":  # exactly round(lam H W) pixels from a
-        assert torch.equal(m.lam, torch.full((6,), round(0.75 * 1024) / 1024))
-    if policy == "cutmix":  # a box of side sqrt(0.25) * 32 = 16, possibly clipped at the border
-        assert bool((m.lam >= 0.75 - 1e-6).all()) and bool((m.lam <= 1.0).all())
-        assert bool(torch.isclose(m.lam, torch.tensor(0.75)).any())
-
-
-def test_mix_at_lam_fixed_policies_and_errors():
-    x, y = _images()
-    assert torch.equal(figures.mix_at_lam("average", x, y, 0.9).lam, torch.full((6,), 0.5))
-    assert torch.equal(figures.mix_at_lam("none", x, y, 0.2).inputs, x)
-    with pytest.raises(ValueError, match="policy"):
-        figures.mix_at_lam("resizemix", x, y, 0.5)
-    with pytest.raises(ValueError, match="lam"):
-        figures.mix_at_lam("mixup", x, y, 1.5)
-
-
-def test_gallery_batches_share_partners():
-    x, y = _images(b=8, size=16)
-    batches = figures.gallery_batches(x, y, ["mixup", "cutmix", "fmix", "average"])
-    first = batches["mixup"].index
-    for b in batches.values():
-        assert torch.equal(b.index, first) and torch.equal(b.y_a, y)
-
-
-def test_pick_mixed_sample():
-    masks = torch.zeros(4, 1, 4, 4)
-    masks[:, :, :2, :2] = 1                                  # every object in the top-left corner
-    mask = torch.ones(4, 1, 4, 4)
-    mask[1, :, :2, :2] = 0                                   # sample 1: object a cut away
-    mask[2, :, :, 2:] = 0                                    # sample 2: half from b, b's object hidden
-    mask[3, :, 2:, :] = 0
-    mask[3, :, :1, :] = 0                                    # sample 3: a half visible, b half visible
-    index = torch.tensor([0, 2, 3, 1])
-    mixed = MixedBatch(inputs=torch.zeros(4, 1, 4, 4), y_a=torch.tensor([0, 1, 2, 3]),
-                       y_b=torch.tensor([0, 2, 3, 1]), index=index, lam=mask.mean((1, 2, 3)), mask=mask)
-    assert figures.pick_mixed_sample(mixed, masks, min_visible=0.5, lam_range=(0.2, 0.8)) == 3
-    # nothing qualifies at 0.9 visible: the pair whose worse object is most visible
-    assert figures.pick_mixed_sample(mixed, masks, min_visible=0.9) == 3
-
-
 # --------------------------------------------------------------------------- on tiny runs
 
 
 def test_collect_trains_once_then_loads(tiny, monkeypatch):
     runs = tiny["runs"]
-    assert sorted(runs.clutter) == sorted(figures.method_name(c) for c in experiments.grid(TINY))
+    assert sorted(runs.clutter) == sorted(analysis.method_name(c) for c in experiments.grid(TINY))
     assert len(runs.clutter_all) == len(runs.clutter) == 7
     assert set(runs.toy) == {"moons", "spirals"} and all(len(r) == 4 for r in runs.toy.values())
     assert all("trained" in line for line in tiny["log"])
@@ -182,122 +93,11 @@ def test_collect_trains_once_then_loads(tiny, monkeypatch):
         figures.collect(TINY.name, tiny["root"], parts=("nope",))
 
 
-def test_calibration_matches_the_run_metrics(tiny):
-    test = tiny["test"]
-    bins, ece = figures.calibration(tiny["runs"].clutter, test.images, test.labels, n_bins=15)
-    for name, run in tiny["runs"].clutter.items():
-        assert ece[name] == pytest.approx(run.metrics["ece"], abs=1e-6)   # same data, same formula
-        b = bins[name]
-        assert int(b["count"].sum()) == len(test.labels)
-        full = b[b["count"] > 0]
-        from_bins = float((full["count"] / len(test.labels) * (full["accuracy"] - full["confidence"]).abs()).sum())
-        assert from_bins == pytest.approx(ece[name], abs=1e-5)
-
-
-def test_mixed_accuracy_fixed_set(tiny):
-    test = tiny["test"]
-    runs = tiny["runs"].clutter
-    table = figures.mixed_accuracy(runs, test.images, test.labels)
-    assert list(table["method"]) == list(runs)
-    for row in table.itertuples():
-        run = runs[row.method]
-        # the training loop evaluated on cutmix with seed = config.seed = 0: the same fixed set
-        assert row.mixed_top1 == pytest.approx(run.metrics["mixed_top1"], abs=1e-6)
-        assert row.mixed_top2 == pytest.approx(run.metrics["mixed_top2"], abs=1e-6)
-    # reference: mix once, score every model on the same mixed images
-    mixed = figures.fixed_mixed_batch("cutmix", test.images, test.labels)
-    run = runs["cutmix+dm"]
-    with torch.no_grad():
-        logits = run.model.eval()(mixed.inputs)
-    top1, top2 = metrics.mixed_topk_accuracy(logits, mixed.y_a, mixed.y_b)
-    row = table.set_index("method").loc["cutmix+dm"]
-    assert row["mixed_top1"] == pytest.approx(top1) and row["mixed_top2"] == pytest.approx(top2)
-    assert row["kind"] == "DM"
-
-
 def test_results_table(tiny):
     table = figures.results_table(tiny["runs"].clutter_all)
     assert set(experiments.RESULT_COLUMNS) <= set(table.columns)
-    assert list(table["method"]) == [figures.method_name(r.config) for r in tiny["runs"].clutter_all]
+    assert list(table["method"]) == [analysis.method_name(r.config) for r in tiny["runs"].clutter_all]
     assert table.set_index("method").loc["puzzlemix+mixup_ce", "kind"] == "dynamic"
-
-
-def test_mismatch_reports(tiny):
-    test = tiny["test"]
-    models = figures.dynamic_models(tiny["runs"].clutter, ["cutmix", "puzzlemix"])
-    assert list(models) == ["puzzlemix"]
-    assert models["puzzlemix"] is tiny["runs"].clutter["puzzlemix+mixup_ce"].model
-    reports = figures.mismatch_reports(test.images, test.labels, test.masks, ["mixup", "cutmix", "puzzlemix"],
-                                       models=models)
-    # mixup fades, never cuts: an object is as visible as its share, so never mismatched
-    assert reports["mixup"]["rate"] == 0.0
-    ref = metrics.label_mismatch(figures.fixed_mixed_batch("cutmix", test.images, test.labels), test.masks)
-    assert reports["cutmix"]["rate"] == ref["rate"] and reports["cutmix"]["n_samples"] == 64
-    np.testing.assert_array_equal(reports["cutmix"]["visibility_a"], ref["visibility_a"])
-    with pytest.raises(ValueError, match="model"):
-        figures.mismatch_reports(test.images, test.labels, test.masks, ["puzzlemix"])
-
-
-def test_saliency_table(tiny):
-    test = tiny["test"]
-    runs = {k: tiny["runs"].clutter[k] for k in ("none+ce", "cutmix+dm")}
-    table = figures.saliency_table(runs, test.images, test.labels, test.masks, limit=32)
-    assert list(table["method"]) == ["none+ce", "none+ce", "cutmix+dm", "cutmix+dm"]
-    assert list(table["attribution"]) == ["gradcam", "saliency"] * 2
-    for col in ("mask_share", "pointing", "mixed_share"):
-        assert table[col].between(0, 1).all()
-    assert table["chance"].iloc[0] == pytest.approx(float(test.masks[:32].mean()))
-    ref = saliency.saliency_agreement(runs["cutmix+dm"].model, test.images[:32], test.masks[:32],
-                                      test.labels[:32], method="saliency")
-    row = table[(table["method"] == "cutmix+dm") & (table["attribution"] == "saliency")].iloc[0]
-    assert row["mask_share"] == pytest.approx(ref["mask_share"]) and row["pointing"] == pytest.approx(ref["pointing"])
-    assert list(table["kind"]) == ["baseline", "baseline", "DM", "DM"]
-
-
-def test_saliency_by_kind():
-    table = pd.DataFrame({"method": ["a", "b", "c", "d"], "kind": ["static", "DM", "static", "baseline"],
-                          "attribution": ["gradcam"] * 4, "mask_share": [0.2, 0.5, 0.4, 0.1],
-                          "pointing": [0.0, 1.0, 1.0, 0.5], "mixed_share": [0.1, 0.3, 0.3, 0.2]})
-    out = figures.saliency_by_kind(table)
-    assert list(out["kind"]) == ["baseline", "static", "DM"]
-    static = out.set_index("kind").loc["static"]
-    assert static["mask_share"] == pytest.approx(0.3) and static["pointing"] == pytest.approx(0.5)
-    assert static["methods"] == 2
-    with pytest.raises(ValueError, match="mixed_share"):
-        figures.saliency_by_kind(table.drop(columns="mixed_share"))
-
-
-def test_saliency_example_feeds_the_grid(tiny):
-    from mixviz import viz
-
-    test = tiny["test"]
-    runs = {k: tiny["runs"].clutter[k] for k in ("none+ce", "cutmix+mixup_ce")}
-    ex = figures.saliency_example(runs, test.images, test.labels, test.masks, class_names=test.classes)
-    mixed = figures.fixed_mixed_batch("cutmix", test.images, test.labels)
-    i = figures.pick_mixed_sample(mixed, test.masks)
-    assert torch.equal(ex["mixed"], mixed.inputs[i])
-    assert ex["labels"] == (int(mixed.y_a[i]), int(mixed.y_b[i])) and ex["lam"] == pytest.approx(float(mixed.lam[i]))
-    assert torch.equal(ex["images"][1], test.images[int(mixed.index[i])])
-    for name, (first, second, top2) in ex["attributions"].items():
-        assert first.shape == second.shape == (1, 1, 32, 32) and top2.shape == (1, 2)
-        assert all(0.0 <= v <= 1.0 for v in ex["agreement"][name])
-    fig = viz.saliency_grid(**ex)
-    assert len(fig.axes) == 2 * 5 + 1
-
-
-def test_boundaries_and_notes(tiny):
-    from mixviz import data
-
-    runs = tiny["runs"].toy["moons"]
-    points = data.load("moons", "test", n=100)
-    grids = figures.boundary_grids(runs, points.images, resolution=20)
-    assert set(grids) == set(runs)
-    for g in grids.values():
-        assert g["probs"].shape == (20, 20, 2)
-        np.testing.assert_allclose(g["probs"].sum(-1), 1.0, atol=1e-5)
-    notes = figures.boundary_notes(runs)
-    assert "DM term = 0" in notes["mixup+dm"] and "DM" not in notes["none+ce"]
-    assert f"{100 * runs['none+ce'].metrics['test_acc']:.1f} %" in notes["none+ce"]
 
 
 def test_summary_numbers_and_markdown():
@@ -338,7 +138,7 @@ def test_command_writes_every_named_file(tiny, tmp_path, monkeypatch, capsys):
     for p in out.glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     s = json.loads((out / "summary.json").read_text())
-    assert [m["method"] for m in s["methods"]] == [figures.method_name(c) for c in experiments.grid(TINY)]
+    assert [m["method"] for m in s["methods"]] == [analysis.method_name(c) for c in experiments.grid(TINY)]
     learned = {p for p, info in mixing.POLICIES.items() if info.state is not None}  # no run of them here
     assert {r["policy"] for r in s["label_mismatch"]} == set(mixing.available()) - {"none"} - learned
     assert {r["kind"] for r in s["saliency"]} == {"baseline", "static", "dynamic", "DM"}

@@ -2,6 +2,8 @@
 a matplotlib :class:`~matplotlib.figure.Figure`.  Nothing here trains, loads
 data or writes files, except :func:`save` (atomic) and
 :func:`probability_grid` (a forward pass of a model on a grid, no training).
+PNGs are written (:func:`save`) and shown in notebooks (:func:`inline_png`)
+at :data:`DPI` with a palette of :data:`PNG_COLORS` colours.
 
 Each function draws inside :func:`mixviz.viz.style.theme` (seaborn
 ``whitegrid``), so matplotlib's global settings are left as they were.
@@ -17,6 +19,9 @@ Each function draws inside :func:`mixviz.viz.style.theme` (seaborn
 :func:`method_comparison`      accuracy vs time, mean ± std over seeds
 :func:`method_bars`            one metric per method
 :func:`mismatch_scatter`       label share vs object visibility per policy
+:func:`loss_landscape`         mixup CE and DM over the predictions (p_a, p_b)
+:func:`gradient_bars`          their gradients on the logits of one prediction
+:func:`sgd_trace_plot`         predictions over SGD steps under each loss
 :func:`memorisation_curves`    noisy labels memorised per epoch, per method
 :func:`dm_sweep`               DM minus mixup CE against the DM weight eta
 =============================  ==============================================
@@ -32,11 +37,12 @@ Each function draws inside :func:`mixviz.viz.style.theme` (seaborn
 
 from __future__ import annotations
 
-from mixviz.viz._common import save
+from mixviz.viz._common import DPI, PNG_COLORS, inline_png, png_bytes, save
 from mixviz.viz.boundary import decision_boundaries, probability_grid
 from mixviz.viz.calibration import display_bins, reliability_diagrams
 from mixviz.viz.comparison import method_bars, method_comparison, method_summary
 from mixviz.viz.curves import training_curves
+from mixviz.viz.dm_loss import gradient_bars, loss_landscape, sgd_trace_plot
 from mixviz.viz.memorisation import memorisation_curves, seed_band
 from mixviz.viz.mismatch import mismatch_scatter, mismatch_scatter_from_reports
 from mixviz.viz.mixed_accuracy import final_mixed_accuracy, mixed_accuracy_plot
@@ -47,6 +53,10 @@ from mixviz.viz.sweep import dm_sweep
 
 __all__ = [
     "save",
+    "png_bytes",
+    "inline_png",
+    "DPI",
+    "PNG_COLORS",
     "theme",
     "method_colors",
     "mixed_samples_gallery",
@@ -64,6 +74,9 @@ __all__ = [
     "method_summary",
     "mismatch_scatter",
     "mismatch_scatter_from_reports",
+    "loss_landscape",
+    "gradient_bars",
+    "sgd_trace_plot",
     "memorisation_curves",
     "seed_band",
     "dm_sweep",

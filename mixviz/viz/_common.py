@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from mixviz._validation import check_frame, check_positive  # noqa: F401  (check_frame: re-exported)
 from mixviz.ioutil import atomic_write_bytes
 
-__all__ = ["save"]
+__all__ = ["save", "png_bytes", "inline_png", "DPI", "PNG_COLORS"]
 
 
 def check_mapping(name: str, value: Any) -> Mapping[str, Any]:
@@ -164,15 +164,52 @@ def percent(name: str, values: np.ndarray, metric: str) -> np.ndarray:
     return values
 
 
+#: Resolution (dots per inch) of the PNGs the project writes and shows in notebooks.
+DPI = 110
+#: Colours of their palette (see :func:`png_bytes`): plots look the same at about a third of the size.
+PNG_COLORS = 256
+
+
+def _check_colors(colors: int | None) -> None:
+    if colors is not None:
+        check_positive("colors", colors, integer=True)
+        if colors > 256:
+            raise ValueError(f"colors must be <= 256 (a PNG palette) or None, got {colors}")
+
+
+def png_bytes(fig: Figure, dpi: int = DPI, colors: int | None = PNG_COLORS) -> bytes:
+    """``fig`` as PNG bytes (tight bounding box).
+
+    ``colors`` (at most 256) reduces the image to an adaptive palette of that
+    many colours (Pillow's fast octree refined by k-means, no dithering):
+    plots look the same at about a third of the size.  None keeps full RGBA.
+    """
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+    check_positive("dpi", dpi, integer=True)
+    _check_colors(colors)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    if colors is None:
+        return buffer.getvalue()
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    image = image.quantize(colors=colors, method=Image.Quantize.FASTOCTREE, kmeans=3)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
 def save(fig: Figure, path: str | os.PathLike, dpi: int = 120, colors: int | None = None) -> Path:
     """Write ``fig`` to ``path`` atomically (a temporary file, then a rename).
 
     The format follows the suffix (``.png``, ``.pdf``, ``.svg``, ...); the
     parent folder is created.  Returns the path.  The figure stays open.
     ``colors`` (PNG only, at most 256) reduces the image to an adaptive
-    palette of that many colours (Pillow's fast octree refined by k-means, no
-    dithering): plots look the same at about a third of the size, which keeps
-    committed figures small.
+    palette of that many colours (:func:`png_bytes`), which keeps committed
+    figures small; the project writes its PNGs with ``dpi=DPI,
+    colors=PNG_COLORS``.
     """
     if not isinstance(fig, Figure):
         raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
@@ -184,22 +221,44 @@ def save(fig: Figure, path: str | os.PathLike, dpi: int = 120, colors: int | Non
     supported = fig.canvas.get_supported_filetypes()
     if fmt not in supported:
         raise ValueError(f"path must end in one of {', '.join('.' + s for s in sorted(supported))}; got {str(path)!r}")
-    if colors is not None:
-        check_positive("colors", colors, integer=True)
-        if colors > 256:
-            raise ValueError(f"colors must be <= 256 (a PNG palette) or None, got {colors}")
-        if fmt != "png":
-            raise ValueError(f"colors (a palette) needs a .png path, got {str(path)!r}")
+    _check_colors(colors)
+    if colors is not None and fmt != "png":
+        raise ValueError(f"colors (a palette) needs a .png path, got {str(path)!r}")
+    if fmt == "png":
+        return atomic_write_bytes(path, png_bytes(fig, dpi, colors))
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt, dpi=dpi, bbox_inches="tight")
-    if colors is not None:
-        from PIL import Image
-
-        image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-        image = image.quantize(colors=colors, method=Image.Quantize.FASTOCTREE, kmeans=3)
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", optimize=True)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def inline_png(dpi: int = DPI, colors: int | None = PNG_COLORS) -> None:
+    """Show the figures of a running notebook as palette PNGs (:func:`png_bytes`).
+
+    Turns on matplotlib's inline mode (``%matplotlib inline``: every figure
+    a cell makes is shown at its end) and registers a PNG formatter for
+    matplotlib figures with the IPython shell, so that figures shown inline
+    are stored in the notebook as small PNGs: the same settings as the files
+    the project writes.  Does nothing outside IPython.
+    """
+    check_positive("dpi", dpi, integer=True)
+    _check_colors(colors)
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    # %matplotlib inline: interactive mode and a display of every new figure at the end of its cell (a kernel
+    # that only has MPLBACKEND set to the inline backend shows the figures of its first drawing cell only)
+    try:
+        shell.enable_matplotlib("inline")
+    except NotImplementedError:  # a bare InteractiveShell has no GUI hooks: only the formatter below
+        pass
+    formatters = shell.display_formatter.formatters
+    formatters["image/png"].for_type(Figure, lambda fig: png_bytes(fig, dpi, colors))
+    for kind in ("image/svg+xml", "application/pdf", "image/jpeg"):  # one picture per figure: the PNG
+        formatters[kind].pop(Figure, None)
 
 
 def integer_epochs(ax: Axes) -> None:

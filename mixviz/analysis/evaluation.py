@@ -1,0 +1,215 @@
+"""Calibration, Top-1/Top-2 accuracy on mixed images, label mismatch and
+decision boundaries, for any classifier."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+
+from mixviz._validation import check_positive, check_tensor
+from mixviz.analysis._common import (EVAL_ALPHA, EVAL_POLICY, EVAL_SEED, MISMATCH_SHARE, MISMATCH_VISIBLE,
+                                     check_images, check_inputs, model_device, named_models)
+from mixviz.analysis.mixed import fixed_mixed_batch
+
+
+def logits_of(model: torch.nn.Module, images: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
+    """Float32 logits of ``model`` on ``images`` in eval mode (mode restored),
+    in batches of ``batch_size``, on the model's device
+    (:func:`mixviz.train.evaluate`)."""
+    from mixviz.train import evaluate
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_tensor("images", images)
+    check_positive("batch_size", batch_size, integer=True)
+    device = model_device(model)
+    logits = evaluate(model, images, torch.empty(0), batch_size=batch_size, device=device)
+    if logits.dim() != 2 or logits.shape[0] != images.shape[0]:
+        raise ValueError(f"model must return [N, C] logits for N = {images.shape[0]} inputs, "
+                         f"got shape {tuple(logits.shape)}")
+    return logits
+
+
+def calibration(models: Any, images: torch.Tensor, labels: torch.Tensor,
+                n_bins: int = 15) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+    """Reliability bins and ECE of each model's softmax on ``images``.
+
+    ``models``: a module, a Run or ``{name: module or Run}``.  Returns
+    ``({name: reliability_bins}, {name: ECE})`` as
+    :func:`mixviz.viz.reliability_diagrams` takes them.  ECE is
+    ``sum_b n_b / N |acc_b - conf_b|`` over equal-width confidence bins
+    (torchmetrics' L1 calibration error, :func:`mixviz.metrics.expected_calibration_error`).
+    """
+    from mixviz import metrics
+
+    entries = named_models(models, allow_list=False)
+    check_inputs(images, labels)
+    check_positive("n_bins", n_bins, integer=True)
+    bins, ece = {}, {}
+    for m in entries:
+        probs = logits_of(m.module, images).softmax(dim=1)
+        y = labels.to(probs.device)
+        bins[m.name] = metrics.reliability_bins(probs, y, n_bins)
+        ece[m.name] = metrics.expected_calibration_error(probs, y, n_bins)
+    return bins, ece
+
+
+def mixed_accuracy(models: Any, images: torch.Tensor, labels: torch.Tensor, *, policy: str = EVAL_POLICY,
+                   seed: int = EVAL_SEED, alpha: float = EVAL_ALPHA) -> pd.DataFrame:
+    """Top-1 / Top-2 accuracy (the DM paper's) of each model on a fixed mixed set.
+
+    Every model sees ``images`` mixed by ``policy`` with the same ``seed``
+    (:func:`mixviz.metrics.mixed_evaluation`; a dynamic policy also asks the
+    model itself).  Top-1: the top class is one of the two mixed classes;
+    Top-2: the two top classes are exactly them (pairs of two classes only).
+
+    Args:
+        models: a module, a Run, ``{name: module or Run}``, or a list of Runs
+            (one row each, e.g. every seed of a grid).
+
+    Returns:
+        One row per model: ``method`` (its name) and, for Runs, ``policy``,
+        ``loss``, ``kind``, ``seed``; then ``mixed_top1``, ``mixed_top2`` (fractions).
+    """
+    from mixviz import metrics
+
+    entries = named_models(models)
+    check_images(images, labels)
+    rows = []
+    for m in entries:
+        device = model_device(m.module)
+        scores = metrics.mixed_evaluation(m.module, images.to(device), labels.to(device), policy=policy,
+                                          alpha=alpha, seed=seed)
+        rows.append({"method": m.name, **m.info, **scores})
+    return pd.DataFrame(rows)
+
+
+def memorisation(models: Any, images: torch.Tensor, labels: torch.Tensor, clean_labels: torch.Tensor) -> pd.DataFrame:
+    """How far each model has fitted the wrong labels of a noisy training set
+    (:func:`mixviz.metrics.memorisation` on its logits).
+
+    ``labels`` are the labels it was trained on, ``clean_labels`` the true
+    ones (a label-noise set keeps them, ``InMemoryDataset.clean_labels``).
+    On the flipped samples, ``memorised`` is the share predicted as the noisy
+    label and ``still_right`` as the true one; ``clean_fit`` is the accuracy
+    on the others and ``noisy_share`` the fraction flipped.
+
+    Returns:
+        One row per model: ``method`` (and, for Runs, ``policy``, ``loss``,
+        ``kind``, ``seed``), ``memorised``, ``still_right``, ``clean_fit``,
+        ``noisy_share``.
+    """
+    from mixviz import metrics
+
+    entries = named_models(models)
+    check_inputs(images, labels)
+    check_inputs(images, clean_labels)
+    rows = []
+    for m in entries:
+        logits = logits_of(m.module, images)
+        scores = metrics.memorisation(logits, labels.to(logits.device), clean_labels.to(logits.device))
+        rows.append({"method": m.name, **m.info, **scores})
+    return pd.DataFrame(rows)
+
+
+def visible_pair_accuracy(models: Any, images: torch.Tensor, labels: torch.Tensor, object_masks: torch.Tensor, *,
+                          policy: str = EVAL_POLICY, seed: int = EVAL_SEED, alpha: float = EVAL_ALPHA,
+                          visible: float | None = None) -> pd.DataFrame:
+    """Mixed Top-1 / Top-2 accuracy split by what each mixed image really shows
+    (:func:`mixviz.metrics.mixed_topk_by_visibility`).
+
+    ``images`` mixed by ``policy`` with ``seed`` (the same set for every model;
+    a dynamic policy asks each model itself).  ``*_both``: pairs whose two
+    objects are both at least ``visible`` visible (Top-2 is fair); ``*_one``:
+    pairs of which only one object is (the image shows one class; Top-2 asks
+    for one that is not there).  ``visible`` defaults to
+    :data:`mixviz.metrics.VISIBLE_SHARE`.
+
+    Returns:
+        One row per model: ``method`` (and Run columns), ``top1_both``,
+        ``top2_both``, ``n_both``, ``top1_one``, ``top2_one``, ``n_one``.
+    """
+    from mixviz import metrics
+    from mixviz.mixing import policy_info
+
+    entries = named_models(models)
+    check_images(images, labels)
+    check_tensor("object_masks", object_masks, ndim=4)
+    visible = metrics.VISIBLE_SHARE if visible is None else visible
+    dynamic = policy_info(policy).needs_model
+    shared = None if dynamic else fixed_mixed_batch(policy, images, labels, seed=seed, alpha=alpha)
+    rows = []
+    for m in entries:
+        device = model_device(m.module)
+        mixed = shared if shared is not None else fixed_mixed_batch(
+            policy, images.to(device), labels.to(device), seed=seed, alpha=alpha, model=m.module)
+        logits = logits_of(m.module, mixed.inputs)
+        split = metrics.mixed_topk_by_visibility(logits, mixed, object_masks.to(logits.device), visible=visible)
+        rows.append({"method": m.name, **m.info, **split})
+    return pd.DataFrame(rows)
+
+
+def mismatch_reports(images: torch.Tensor, labels: torch.Tensor, object_masks: torch.Tensor,
+                     policies: Sequence[str], *, models: Mapping[str, torch.nn.Module] | None = None,
+                     seed: int = EVAL_SEED, alpha: float = EVAL_ALPHA, share_threshold: float = MISMATCH_SHARE,
+                     visible_threshold: float = MISMATCH_VISIBLE) -> dict[str, dict[str, Any]]:
+    """``{policy: mixviz.metrics.label_mismatch(...)}`` on the fixed mixed set.
+
+    A mixed label is mismatched when it gives a class a share
+    ``>= share_threshold`` while less than ``visible_threshold`` of that
+    class's object survives in the mixed image; ``rate`` is the fraction of
+    mixed samples with such a label.  This measures the *policies*, not a
+    classifier: dynamic policies need a model to look at, given in
+    ``models`` as ``{policy: module}`` (see :func:`dynamic_models`).
+    """
+    from mixviz import metrics
+
+    if isinstance(policies, str) or not policies:
+        raise ValueError("policies must be a non-empty sequence of policy names")
+    check_images(images, labels)
+    check_tensor("object_masks", object_masks, ndim=4)
+    models = models or {}
+    out = {}
+    for policy in policies:
+        model = models.get(policy)
+        device = model_device(model) if model is not None else images.device
+        mixed = fixed_mixed_batch(policy, images.to(device), labels.to(device), seed=seed, alpha=alpha, model=model)
+        out[policy] = metrics.label_mismatch(mixed, object_masks.to(device), share_threshold=share_threshold,
+                                             visible_threshold=visible_threshold)
+    return out
+
+
+def boundary_grids(models: Any, X: torch.Tensor, resolution: int = 150) -> dict[str, dict[str, Any]]:
+    """``{name: probability grid}`` of each 2-D classifier over the plane
+    around ``X`` (:func:`mixviz.viz.probability_grid`; a forward pass, no
+    training)."""
+    from mixviz.viz import probability_grid
+
+    entries = named_models(models, allow_list=False)
+    return {m.name: probability_grid(m.module, X, resolution=resolution) for m in entries}
+
+
+def boundary_notes(models: Any, X: torch.Tensor, y: torch.Tensor) -> dict[str, str]:
+    """The subtitle of each decision-boundary panel: accuracy and ECE of the
+    model on ``(X, y)`` and, for a Run trained with DM on two classes, why it
+    matches mixup: the decoupled softmax over the classes other than the
+    partner has one class left, so its term is ``log 1 = 0``."""
+    from mixviz import metrics
+
+    entries = named_models(models, allow_list=False)
+    check_inputs(X, y)
+    notes = {}
+    for m in entries:
+        probs = logits_of(m.module, X).softmax(dim=1)
+        labels = y.to(probs.device)
+        acc = float(probs.argmax(1).eq(labels).float().mean())
+        ece = metrics.expected_calibration_error(probs, labels)
+        text = f"test acc {100 * acc:.1f} %, ECE {100 * ece:.1f} %"
+        if m.info.get("loss") == "dm" and probs.shape[1] == 2:
+            text += "\n(2 classes: DM term = 0, same as mixup CE)"
+        notes[m.name] = text
+    return notes
+
