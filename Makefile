@@ -18,7 +18,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 # Trains the quick comparison on offline data (cached in runs/) and writes figures/.
 demo: setup
-	$(PY) -m mixviz figures --preset $(PRESET) --out figures
+	$(PY) -m mixviz figures --preset $(PRESET) --out figures --jobs 2
 
 # The whole suite, notebooks included; it runs `mixviz doctor --quick --device cpu` once
 # (tests/test_doctor.py::test_quick_doctor_passes_on_this_cpu).

@@ -27,20 +27,17 @@ and not from the draw (:func:`mixviz.analysis.fixed_mixed_batch`).
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from mixviz import analysis
-from mixviz._validation import check_choice
-from mixviz.analysis import (EVAL_ALPHA, EVAL_POLICY, EVAL_SEED, MISMATCH_SHARE, MISMATCH_VISIBLE, method_name,
-                             training_kind)
+from mixviz._validation import check_choice, check_positive
+from mixviz.analysis import MISMATCH_SHARE, MISMATCH_VISIBLE, method_name
+from mixviz.report import SUMMARY_COLUMNS, results_table, summary, summary_markdown
 from mixviz.train import Run, TrainConfig
 
 __all__ = ["FIGURE_KINDS", "TOY_DATASETS", "TOY_METHODS", "TOY_BASE", "SALIENCY_ROWS", "FigureRuns", "figure_presets",
@@ -56,6 +53,7 @@ FIGURE_KINDS: dict[str, tuple[str, ...]] = {
     "saliency": ("saliency",),
     "training_curves": ("training_curves",),
     "method_comparison": ("method_comparison",),
+    "memorisation": ("memorisation",),
 }
 
 TOY_DATASETS = ("moons", "spirals")
@@ -159,7 +157,7 @@ class FigureRuns:
     Attributes:
         preset: the preset's name.
         clutter: ``{method: Run}`` of the preset's first seed (the pictures).
-        clutter_all: every clutter run, all seeds (the tables: mean ± std).
+        clutter_all: every clutter run, all seeds (the tables: mean ± 95 % interval).
         toy: ``{dataset: {method: Run}}`` for the decision boundaries.
     """
 
@@ -173,7 +171,7 @@ PARTS = ("clutter", "toy")
 
 
 def collect(preset: str = "quick", runs_root: str | os.PathLike | None = None, *,
-            parts: Sequence[str] = PARTS, log: Callable[[str], Any] | None = print) -> FigureRuns:
+            parts: Sequence[str] = PARTS, log: Callable[[str], Any] | None = print, jobs: int = 1) -> FigureRuns:
     """Load (or train, once) every run the pictures of ``preset`` need.
 
     Args:
@@ -182,6 +180,9 @@ def collect(preset: str = "quick", runs_root: str | os.PathLike | None = None, *
         parts: ``"clutter"`` (the grid of the preset on the clutter set) and/or
             ``"toy"`` (MLPs on moons and spirals).
         log: called with one line per run (None: silent).
+        jobs: worker processes that train the missing runs first
+            (:func:`mixviz.experiments.train_cells`; 2 on a 2-core laptop);
+            then every run is loaded from the store.
 
     Returns:
         A :class:`FigureRuns`; models are on the CPU when loaded from the store.
@@ -189,23 +190,35 @@ def collect(preset: str = "quick", runs_root: str | os.PathLike | None = None, *
     from mixviz.runs import is_finished, load_or_train, run_dir
 
     _preset(preset)
+    check_positive("jobs", jobs, integer=True)
     if isinstance(parts, str) or not parts:
         raise ValueError(f"parts must be a non-empty sequence of {', '.join(PARTS)}; got {parts!r}")
     for part in parts:
         check_choice("parts", part, PARTS)
-    jobs: list[tuple[str, str, TrainConfig]] = []
+    wanted: list[tuple[str, str, TrainConfig]] = []
     if "clutter" in parts:
-        jobs += [("clutter", method_name(c), c) for c in clutter_configs(preset)]
+        wanted += [("clutter", method_name(c), c) for c in clutter_configs(preset)]
     if "toy" in parts:
-        jobs += [(dataset, name, c) for dataset, cs in toy_configs(preset).items() for name, c in cs.items()]
+        wanted += [(dataset, name, c) for dataset, cs in toy_configs(preset).items() for name, c in cs.items()]
+    if jobs > 1:
+        from mixviz.experiments import Cell, train_cells
+
+        missing = [Cell(group, name, c) for group, name, c in wanted if not is_finished(run_dir(c, runs_root))]
+
+        def trained(cell: Any, run: Any, seconds: float) -> None:
+            if log is not None:
+                log(f"trained {cell.regime} {cell.method} seed {cell.config.seed} in {seconds:.1f} s, "
+                    f"test acc {run.metrics['test_acc']:.3f}")
+
+        train_cells(missing, runs_root, jobs, trained)
     out = FigureRuns(preset=preset)
-    first_seed = min((c.seed for _, _, c in jobs if c.dataset == "clutter"), default=0)
-    for i, (group, name, config) in enumerate(jobs, 1):
+    first_seed = min((c.seed for _, _, c in wanted if c.dataset == "clutter"), default=0)
+    for i, (group, name, config) in enumerate(wanted, 1):
         stored = is_finished(run_dir(config, runs_root))
         t0 = time.perf_counter()
         run = load_or_train(config, runs_root)
         if log is not None:
-            log(f"[{i}/{len(jobs)}] {group} {name} seed {config.seed}: "
+            log(f"[{i}/{len(wanted)}] {group} {name} seed {config.seed}: "
                 f"{'loaded' if stored else 'trained'} in {time.perf_counter() - t0:.1f} s, "
                 f"test acc {run.metrics['test_acc']:.3f}")
         if group == "clutter":
@@ -228,134 +241,6 @@ def clutter_eval_set(preset: str) -> Any:
     p = _preset(preset)
     options = dict(p.bases[p.figure_regime].get("dataset_options", {}))
     return data.load("clutter", "test", **options)
-
-
-def results_table(runs: Sequence[Run]) -> pd.DataFrame:
-    """One row per run, as ``mixviz compare``'s ``results.csv``
-    (:func:`mixviz.experiments.result_row`), plus ``method`` and ``kind``."""
-    from mixviz.experiments import result_row
-    from mixviz.runs import config_id
-
-    runs = list(runs)
-    if not runs:
-        raise ValueError("runs must hold at least one Run")
-    rows = []
-    for run in runs:
-        if not isinstance(run, Run):
-            raise TypeError(f"runs must hold mixviz.train.Run objects, got {type(run).__name__}")
-        row = result_row(run, config_id(run.config))
-        row.update(method=method_name(run.config), kind=training_kind(run.config.policy, run.config.loss))
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-# --------------------------------------------------------------------------- summary
-
-
-def _mean_std(values: pd.Series) -> tuple[float, float]:
-    v = pd.to_numeric(values, errors="coerce")
-    return float(v.mean()), float(v.std()) if v.notna().sum() > 1 else math.nan
-
-
-def summary(results: pd.DataFrame, mixed: pd.DataFrame, mismatch: Mapping[str, Mapping[str, Any]],
-            saliency: pd.DataFrame, toy: Mapping[str, Mapping[str, Run]] | None = None, *,
-            preset: str = "", n_test: int | None = None) -> dict[str, Any]:
-    """The numbers behind the pictures, as a JSON-ready dict.
-
-    ``methods``: per method, mean (and std over seeds) of test accuracy and ECE
-    (from the runs) and of mixed Top-1 / Top-2 on the fixed mixed set;
-    ``label_mismatch``: rate per policy; ``saliency`` and ``saliency_by_kind``:
-    agreement with the object masks; ``toy``: test accuracy of the toy runs.
-    """
-    for name, frame, cols in (("results", results, ("method", "kind", "test_acc", "ece", "sec_per_epoch")),
-                              ("mixed", mixed, ("method", "mixed_top1", "mixed_top2"))):
-        if not isinstance(frame, pd.DataFrame):
-            raise TypeError(f"{name} must be a pandas DataFrame, got {type(frame).__name__}")
-        missing = [c for c in cols if c not in frame.columns]
-        if missing:
-            raise ValueError(f"{name} must have the column(s) {', '.join(missing)}")
-    methods = []
-    for name, group in results.groupby("method", sort=False):
-        m = mixed[mixed["method"] == name]
-        row: dict[str, Any] = {"method": name, "kind": str(group["kind"].iloc[0]), "runs": int(len(group))}
-        for col, frame in (("test_acc", group), ("ece", group), ("sec_per_epoch", group),
-                           ("mixed_top1", m), ("mixed_top2", m)):
-            row[col], row[f"{col}_std"] = _mean_std(frame[col]) if len(frame) else (math.nan, math.nan)
-        methods.append(row)
-    from mixviz.mixing import available
-
-    kinds = available()
-    out: dict[str, Any] = {
-        "preset": preset,
-        "evaluation": {"mixed_policy": EVAL_POLICY, "mixed_seed": EVAL_SEED, "mixed_alpha": EVAL_ALPHA,
-                       "n_test": n_test, "mismatch_share_threshold": MISMATCH_SHARE,
-                       "mismatch_visible_threshold": MISMATCH_VISIBLE},
-        "methods": methods,
-        "label_mismatch": [{"policy": p, "kind": kinds.get(p, "static"), "rate": float(r["rate"]),
-                            "n_mismatched": int(r["n_mismatched"]), "n_samples": int(r["n_samples"]),
-                            "unmixed_rate": float(r["unmixed_rate"]), "n_unmixed": int(r["n_unmixed"]),
-                            "n_pairs": int(r["n_pairs"])}
-                           for p, r in mismatch.items()],
-        "saliency": saliency.to_dict("records"),
-        "saliency_by_kind": analysis.saliency_by_kind(saliency).to_dict("records") if len(saliency) else [],
-    }
-    if toy:
-        out["toy"] = [{"dataset": d, "method": m, "test_acc": float(run.metrics["test_acc"]),
-                       "ece": float(run.metrics["ece"])} for d, runs in toy.items() for m, run in runs.items()]
-    return out
-
-
-def _pct(mean: float, std: float = math.nan) -> str:
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "–"
-    if std is None or (isinstance(std, float) and math.isnan(std)):
-        return f"{100 * mean:.1f}"
-    return f"{100 * mean:.1f} ± {100 * std:.1f}"
-
-
-def summary_markdown(s: Mapping[str, Any]) -> str:
-    """:func:`summary` as Markdown tables (percentages)."""
-    ev = s["evaluation"]
-    lines = [f"# mixviz figures: preset `{s['preset']}`", "",
-             f"Clutter test set ({ev['n_test']} images). Mixed Top-1/Top-2 on the fixed mixed set: the test set "
-             f"mixed by {ev['mixed_policy']} (alpha {ev['mixed_alpha']}, seed {ev['mixed_seed']}), the same for "
-             f"every method. Numbers in %; mean ± std when there are several seeds.", "",
-             "## Calibration and mixed accuracy per method", "",
-             "| method | kind | runs | test acc | ECE | mixed Top-1 | mixed Top-2 | s/epoch |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in s["methods"]:
-        lines.append(f"| {r['method']} | {r['kind']} | {r['runs']} | {_pct(r['test_acc'], r['test_acc_std'])} | "
-                     f"{_pct(r['ece'], r['ece_std'])} | {_pct(r['mixed_top1'], r['mixed_top1_std'])} | "
-                     f"{_pct(r['mixed_top2'], r['mixed_top2_std'])} | {r['sec_per_epoch']:.2f} |")
-    lines += ["", "## Label mismatch per policy", "",
-              f"Share of mixed samples whose label gives a class ≥ {ev['mismatch_share_threshold']:.0%} while its "
-              f"object is < {ev['mismatch_visible_threshold']:.0%} visible (clutter object masks); and the share "
-              f"of pairs of two different classes that the policy did not mix (λ = 0 or 1: one image kept whole).",
-              "", "| policy | kind | mismatched samples | pairs not mixed |", "|---|---|---|---|"]
-    for r in s["label_mismatch"]:
-        lines.append(f"| {r['policy']} | {r['kind']} | {_pct(r['rate'])} ({r['n_mismatched']}/{r['n_samples']}) | "
-                     f"{_pct(r['unmixed_rate'])} ({r['n_unmixed']}/{r['n_pairs']}) |")
-    if s["saliency"]:
-        chance = s["saliency"][0]["chance"]
-        lines += ["", "## Saliency agreement with the object masks", "",
-                  f"mask share: share of the attribution for the true class inside the object (a uniform map "
-                  f"scores {_pct(chance)}); pointing: the map's peak is on the object; mixed share: on the fixed "
-                  f"mixed set, the map for each mixed class inside the visible part of its own object.", "",
-                  "| method | kind | attribution | mask share | pointing | mixed share |", "|---|---|---|---|---|---|"]
-        for r in s["saliency"]:
-            lines.append(f"| {r['method']} | {r['kind']} | {r['attribution']} | {_pct(r['mask_share'])} | "
-                         f"{_pct(r['pointing'])} | {_pct(r['mixed_share'])} |")
-        lines += ["", "Mean per training kind:", "",
-                  "| attribution | kind | methods | mask share | pointing | mixed share |", "|---|---|---|---|---|---|"]
-        for r in s["saliency_by_kind"]:
-            lines.append(f"| {r['attribution']} | {r['kind']} | {r['methods']} | {_pct(r['mask_share'])} | "
-                         f"{_pct(r['pointing'])} | {_pct(r['mixed_share'])} |")
-    if s.get("toy"):
-        lines += ["", "## Toy 2-D sets (decision boundaries)", "", "| data | method | test acc | ECE |",
-                  "|---|---|---|---|"]
-        for r in s["toy"]:
-            lines.append(f"| {r['dataset']} | {r['method']} | {_pct(r['test_acc'])} | {_pct(r['ece'])} |")
-    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- all figures
@@ -412,13 +297,19 @@ def make_figures(runs: FigureRuns, out: str | os.PathLike, *, log: Callable[[str
     t0 = time.perf_counter()
     bins, ece = analysis.calibration(clutter, images, labels)
     _save(viz.reliability_diagrams(bins, ece, ncols=5), out / "reliability.png", written)
-    results = results_table(all_runs)
+    results = results_table(all_runs, _preset(runs.preset).figure_regime)
     mixed = analysis.mixed_accuracy(all_runs, images, labels)
     histories = {name: run.history for name, run in clutter.items()}
     _save(viz.mixed_accuracy_plot(histories, final=mixed), out / "top1_top2.png", written)
     _save(viz.training_curves(histories, metrics=("train_loss", "test_acc", "test_ece", "mixed_top2")),
           out / "training_curves.png", written)
     _save(viz.method_comparison(results), out / "method_comparison.png", written)
+    seeds: dict[str, list[Any]] = {}
+    for run in all_runs:
+        if "memorised" in run.history:
+            seeds.setdefault(method_name(run.config), []).append(run.history)
+    if seeds:  # noisy labels: the memorisation curves
+        _save(viz.memorisation_curves(seeds), out / "memorisation.png", written)
     say(f"calibration, Top-1/Top-2, curves, comparison: {time.perf_counter() - t0:.1f} s")
 
     t0 = time.perf_counter()
@@ -466,7 +357,7 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")
     t0 = time.perf_counter()
-    runs = collect(args.preset, args.runs)
+    runs = collect(args.preset, args.runs, jobs=args.jobs)
     print(f"runs ready in {time.perf_counter() - t0:.1f} s")
     written = make_figures(runs, args.out)
     print(f"wrote {len(written)} files to {Path(args.out).resolve()}:")
@@ -483,10 +374,15 @@ def register_command(sub: Any) -> None:
         description="Load (or train once, through the run store shared with `mixviz compare`) the clutter runs of "
                     "a preset and small MLPs on moons and spirals, then write one PNG per picture kind (mixed "
                     "samples, decision boundaries, reliability diagrams, Top-1/Top-2 mixed accuracy, label "
-                    "mismatch, saliency, training curves, method comparison) and summary.md / summary.json with "
-                    "the numbers behind them.")
+                    "mismatch, saliency, training curves, method comparison and, with noisy labels, memorisation) "
+                    "and summary.md / summary.json with the numbers behind them (means with 95 %% intervals over "
+                    "seeds, paired differences).")
     p.add_argument("--preset", default="quick", choices=figure_presets(),
-                   help="quick: a few minutes on a CPU; full: 3 seeds, more epochs. Default: %(default)s")
+                   help="quick: a few minutes on a CPU (40 %% noisy labels; 3 seeds of none+ce and mixup); full: "
+                        "5 seeds of every method. Default: %(default)s")
     p.add_argument("--out", default="figures", help="output directory. Default: %(default)s")
     p.add_argument("--runs", default=None, help="root of the run store (default runs/ or $MIXVIZ_RUNS)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="worker processes that train the missing runs (each with threads/jobs threads; 2 is faster "
+                        "on a 2-core laptop). Default: %(default)s")
     p.set_defaults(func=_cmd_figures)

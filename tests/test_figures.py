@@ -11,6 +11,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 matplotlib.use("Agg")
 
@@ -18,9 +19,10 @@ from mixviz import analysis, experiments, figures, mixing  # noqa: E402
 from mixviz.runs import config_id  # noqa: E402
 
 TINY = experiments.Preset(
-    "tiny-figures", "test preset: 1 epoch on 128 clutter images",
+    "tiny-figures", "test preset: 1 epoch on 128 clutter images, 20 % of their labels flipped",
     bases={"clutter": dict(model="smallcnn", epochs=1, batch_size=32, lr=0.05,
-                           dataset_options=dict(n_train=128, n_test=64), model_options=dict(width=4))},
+                           dataset_options=dict(n_train=128, n_test=64, label_noise=0.2),
+                           model_options=dict(width=4))},
     seeds=(0,), policies=("none", "mixup", "cutmix", "puzzlemix"), figure_regime="clutter")
 TINY_TOY = dict(figures.TOY_BASE, epochs=1, dataset_options=dict(n=100))
 
@@ -112,13 +114,18 @@ def test_summary_numbers_and_markdown():
     s = figures.summary(results, mixed, reports, sal, preset="p", n_test=64)
     a = s["methods"][0]
     assert a["method"] == "a+ce" and a["runs"] == 2
-    assert a["test_acc"] == pytest.approx(0.6) and a["test_acc_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    half = stats.t.ppf(0.975, 1) * np.std([0.5, 0.7], ddof=1) / math.sqrt(2)   # 95 % Student t, 2 seeds
+    assert a["test_acc"] == pytest.approx(0.6) and a["test_acc_ci"] == pytest.approx(half)
     assert a["mixed_top1"] == pytest.approx(0.5) and a["mixed_top2"] == pytest.approx(0.1)
-    assert math.isnan(s["methods"][1]["ece_std"])
+    assert a["mixed_top2_ci"] == 0.0 and math.isnan(a["memorised"]) and math.isnan(a["memorised_ci"])
+    assert math.isnan(s["methods"][1]["ece_ci"])   # one seed: no interval
+    assert s["effects"] == [] and s["headline"] == ""   # no regime/seed columns: nothing to pair
     assert s["label_mismatch"] == [{"policy": "cutmix", "kind": "static", "rate": 0.25, "n_mismatched": 16,
                                     "n_samples": 64, "unmixed_rate": 0.1, "n_unmixed": 6, "n_pairs": 60}]
     md = figures.summary_markdown(s)
-    assert "| a+ce | static | 2 | 60.0 ± 14.1 | 20.0 ± 14.1 | 50.0 ± 14.1 | 10.0 ± 0.0 | 1.00 |" in md
+    h = f"{100 * half:.1f}"
+    assert f"| a+ce | static | 2 | 60.0 ± {h} | 20.0 ± {h} | – | 50.0 ± {h} | 10.0 ± 0.0 | – | – | 1.00 |" in md
+    assert "| b+dm | DM | 1 | 90.0 | 5.0 | – | 80.0 | 30.0 | – | – | 2.00 |" in md
     assert "| cutmix | static | 25.0 (16/64) | 10.0 (6/60) |" in md
     assert "| a+ce | static | gradcam | 40.0 | 50.0 | 30.0 |" in md
 
@@ -132,7 +139,7 @@ def test_command_writes_every_named_file(tiny, tmp_path, monkeypatch, capsys):
     assert cli.main(["figures", "--preset", TINY.name, "--out", str(out), "--runs", str(tiny["root"])]) == 0
     pngs = sorted(p.name for p in out.glob("*.png"))
     for kind in ("mixed_samples", "decision_boundary", "reliability", "top1_top2", "saliency", "label_mismatch",
-                 "training_curves", "method_comparison"):
+                 "training_curves", "method_comparison", "memorisation"):
         assert any(kind in name for name in pngs), (kind, pngs)
     assert sorted(f"{stem}.png" for stems in figures.FIGURE_KINDS.values() for stem in stems) == pngs
     for p in out.glob("*.png"):

@@ -564,7 +564,7 @@ def test_single_runs_get_no_error_bars():
     assert "1 run per method" in bars.get_title()
     bars = viz.mixed_accuracy_plot(histories, final=results).axes[2]
     assert len([c for c in bars.containers if type(c).__name__ == "ErrorbarContainer"]) == 2
-    assert "mean ± std over 3 seeds" in bars.get_title()
+    assert "mean ± 95 % interval over 3 seeds" in bars.get_title()
 
 
 def test_midpoint_loss_has_its_own_mark():

@@ -56,3 +56,18 @@ def test_dm_sweep_plot():
     assert "over 3 seeds" in fig.get_suptitle()
     with pytest.raises(ValueError, match="table must have the column"):
         viz.dm_sweep(pd.DataFrame(rows).drop(columns="ece_ci"), metrics=("ece",))
+
+
+def test_comparison_error_bars_are_the_95_percent_interval():
+    results = pd.DataFrame({"policy": ["mixup"] * 3 + ["none"], "loss": ["mixup_ce"] * 3 + ["ce"],
+                            "test_acc": [0.70, 0.74, 0.72, 0.6], "sec_per_epoch": [1.0, 1.2, 1.1, 0.9]})
+    summary = viz.method_summary(results, ["sec_per_epoch", "test_acc"], {"mixup": "static"})
+    row = summary.set_index("method").loc["mixup+mixup_ce"]
+    lo, hi = sps.t.interval(0.95, 2, loc=72.0, scale=sps.sem([70.0, 74.0, 72.0]))
+    assert row["test_acc_ci"] == pytest.approx((hi - lo) / 2)
+    assert math.isnan(summary.set_index("method").loc["none+ce", "test_acc_ci"])
+    fig = viz.method_comparison(results, kinds={"mixup": "static"})
+    assert "95 % interval" in fig.axes[0].get_title()
+    final = viz.final_mixed_accuracy(pd.DataFrame({"method": ["a"] * 3, "mixed_top1": [0.5, 0.6, 0.7],
+                                                   "mixed_top2": [0.1, 0.2, 0.3]}))
+    assert final["top1_ci"][0] == pytest.approx(sps.t.ppf(0.975, 2) * 10.0 / math.sqrt(3))

@@ -225,17 +225,20 @@ def dm_sweep_variants(policies: Sequence[str], etas: Sequence[float] = SWEEP_ETA
     return tuple(out)
 
 
-# The CPU regimes: clutter shapes at 24 x 24 pixels on a width-16 small CNN, 1000 training images, 60 epochs.
-# The regime search (results/regimes, README "How the presets were chosen") measured which sizes, epochs and
-# label noise let the known effects of mixup show on this 2-core CPU: with clean labels every method is close;
-# with 40 % symmetric noise plain training memorises the wrong labels late in training and mixing holds that down.
+# The CPU regimes: clutter shapes at 16 x 16 pixels, objects 55 to 95 % of the image side, on a width-16 small
+# CNN; 1000 training images and 60 epochs (or 200 images and 150 epochs: 20 labels per class).  The regime search
+# (results/regimes, README "How the presets were chosen") measured which sizes, epochs and label noise let the
+# known effects of mixup show on this 2-core CPU: with clean labels every method is close; with 40 % symmetric
+# noise plain training memorises the wrong labels late in training (after about 40 epochs here) and mixup holds
+# that down.  Big objects keep a 16 px image readable, and cost about half of a 24 px one.
 _CLUTTER = dict(dataset="clutter", model="smallcnn", batch_size=64, lr=0.05, weight_decay=5e-4, warmup_epochs=1,
                 eval_every=5, model_options=dict(width=16))
+_SCALE = [0.55, 0.95]
 
 
-def _clutter(n_train: int, epochs: int, noise: float = 0.0, size: int = 24, n_test: int = 500,
+def _clutter(n_train: int, epochs: int, noise: float = 0.0, size: int = 16, n_test: int = 500,
              **extra: Any) -> dict[str, Any]:
-    options = dict(n_train=n_train, n_test=n_test, size=size, objects="shapes")
+    options = dict(n_train=n_train, n_test=n_test, size=size, objects="shapes", scale=list(_SCALE))
     if noise:
         options.update(label_noise=noise, noise_kind="symmetric")
     return dict(_CLUTTER, epochs=epochs, dataset_options=options, **extra)
@@ -246,6 +249,9 @@ def _clutter(n_train: int, epochs: int, noise: float = 0.0, size: int = 24, n_te
 CPU_POLICIES = ("none", "mixup", "cutmix", "manifold", "average", "saliencymix", "puzzlemix", "automix")
 #: AutoMix's authors mix with alpha 2 (their CIFAR configs); the other policies keep alpha 1.
 CPU_ALPHA = {"automix": 2.0}
+#: The quick preset's methods: the headline pair, CutMix and PuzzleMix (the pictures need a cut-and-paste and a
+#: dynamic policy); the CPU budget of `make demo` leaves the others to `full`.
+QUICK_POLICIES = ("none", "mixup", "cutmix", "puzzlemix")
 _HEADLINE = ("none+ce", "mixup+mixup_ce")
 #: Rows the CPU budget leaves out: DM on the dynamic policies (the DM paper's claim is static + DM against
 #: dynamic + mixup CE) and input averaging with the plain mixup CE (its point is the midpoint labels).
@@ -266,22 +272,24 @@ _GPU_CLUTTER_NOISY = dict(_GPU_CLUTTER, dataset_options=dict(_GPU_CLUTTER["datas
 
 PRESETS: dict[str, Preset] = {
     "quick": Preset(
-        "quick", "clutter shapes with 40 % noisy labels (24 px, 1000 images, 60 epochs): 3 seeds of plain training "
-                 "and mixup, 1 of the other methods; what `make demo` runs, a few minutes on a laptop CPU",
-        bases={"noisy40": _clutter(1000, 60, 0.4)}, seeds=(0,), policies=CPU_POLICIES, alpha=CPU_ALPHA,
-        figure_regime="noisy40", method_seeds={m: (0, 1, 2) for m in _HEADLINE}, skip=(*_CPU_SKIP, "manifold+dm")),
+        "quick", "clutter shapes with 40 % noisy labels (16 px, 1000 images, 60 epochs): 3 seeds of plain training "
+                 "and mixup, 1 of mixup + DM, CutMix (+ DM) and PuzzleMix; what `make demo` runs, about 3 minutes "
+                 "on a 2-core laptop CPU",
+        bases={"noisy40": _clutter(1000, 60, 0.4)}, seeds=(0,), policies=QUICK_POLICIES, alpha=CPU_ALPHA,
+        figure_regime="noisy40", method_seeds={m: (0, 1, 2) for m in _HEADLINE}, skip=_CPU_SKIP),
     "full": Preset(
-        "full", "clutter shapes clean, with 20 % and 40 % noisy labels, and with 20 labels per class (24 px), "
-                "5 seeds: about 90 minutes on a laptop CPU (--jobs 2)",
+        "full", "clutter shapes clean, with 20 % and 40 % noisy labels, and with 20 labels per class (16 px), "
+                "5 seeds: about 70 minutes on a 2-core laptop CPU (--jobs 2)",
         bases={"clean": _clutter(1000, 60), "noisy20": _clutter(1000, 60, 0.2), "noisy40": _clutter(1000, 60, 0.4),
                "few20": _clutter(200, 150)},
         seeds=(0, 1, 2, 3, 4), policies=CPU_POLICIES, alpha=CPU_ALPHA, figure_regime="noisy40", skip=_CPU_SKIP),
     "dm-sweep": Preset(
-        "dm-sweep", "DM strength eta in {0, 0.01, 0.1, 0.3, 1} x modes both/less/more against the mixup CE, for "
-                    "mixup and CutMix, on clean and 40 % noisy clutter, 3 seeds",
-        bases={"clean": _clutter(1000, 60), "noisy40": _clutter(1000, 60, 0.4)}, seeds=(0, 1, 2), policies=(),
+        "dm-sweep", "DM strength eta in {0.01, 0.1, 1} x modes both/less/more (lam power 1) against the mixup CE, "
+                    "for mixup and CutMix, on 40 % noisy clutter (the quick regime), 3 seeds: about 15 minutes on "
+                    "a 2-core laptop CPU",
+        bases={"noisy40": _clutter(1000, 60, 0.4)}, seeds=(0, 1, 2), policies=(),
         variants=(Variant("mixup+mixup_ce", "mixup", "mixup_ce"), Variant("cutmix+mixup_ce", "cutmix", "mixup_ce"),
-                  *dm_sweep_variants(("mixup", "cutmix"))),
+                  *dm_sweep_variants(("mixup", "cutmix"), etas=(0.01, 0.1, 1.0))),
         figure_regime=None),
     "digits": Preset(
         "digits", "scikit-learn digits at 16 px, smallcnn (width 16), 15 epochs, 3 seeds (clean labels: every method "

@@ -16,7 +16,7 @@ Each function draws inside :func:`mixviz.viz.style.theme` (seaborn
 :func:`mixed_accuracy_plot`    Top-1 / Top-2 accuracy on mixed samples
 :func:`saliency_grid`          attributions for the top-2 classes per method
 :func:`training_curves`        run-history columns against the epoch
-:func:`method_comparison`      accuracy vs time, mean ± std over seeds
+:func:`method_comparison`      accuracy vs time, mean ± 95 % interval over seeds
 :func:`method_bars`            one metric per method
 :func:`mismatch_scatter`       label share vs object visibility per policy
 :func:`loss_landscape`         mixup CE and DM over the predictions (p_a, p_b)

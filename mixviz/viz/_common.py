@@ -289,3 +289,15 @@ def method_labels(results: pd.DataFrame) -> pd.Series:
     if "policy" in results.columns and "loss" in results.columns:
         return results["policy"].astype(str) + "+" + results["loss"].astype(str)
     raise ValueError("results must have a 'method' column or the columns 'policy' and 'loss'")
+
+
+def interval_half(std: Any, n: Any, confidence: float = 0.95) -> np.ndarray:
+    """Half-width of the Student-t interval of a mean of ``n`` values with
+    sample standard deviation ``std`` (element-wise; NaN where ``n < 2``)."""
+    from scipy import stats
+
+    std = np.asarray(std, dtype=float)
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(n > 1, stats.t.ppf((1.0 + confidence) / 2.0, np.maximum(n - 1, 1)), np.nan)
+        return t * std / np.sqrt(n)

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from mixviz.viz._common import check_frame, check_mapping, method_labels, new_figure, percent
+from mixviz.viz._common import check_frame, check_mapping, interval_half, method_labels, new_figure, percent
 from mixviz.viz.style import KIND_MARKERS, method_colors, metric_label, themed
 
 __all__ = ["method_comparison", "method_bars", "method_summary", "KIND_COLORS"]
@@ -58,8 +58,9 @@ def method_summary(results: pd.DataFrame, metrics: list[str],
 
     Returns one row per method (in order of first appearance) with the
     columns ``method``, ``kind`` (``static``/``dynamic``/``DM loss``/``midpoint loss``/``other``),
-    ``n`` (runs), and ``<metric>``, ``<metric>_std`` for each metric
-    (percentage metrics in percent; std 0 for a single run).
+    ``n`` (runs), and ``<metric>``, ``<metric>_std``, ``<metric>_ci`` (half-width
+    of the 95 % Student-t interval of the mean) for each metric (percentage
+    metrics in percent; std 0 and interval NaN for a single run).
     """
     check_frame("results", results, metrics)
     if len(results) == 0:
@@ -80,6 +81,8 @@ def method_summary(results: pd.DataFrame, metrics: list[str],
         agg[m] = (m, "mean")
         agg[f"{m}_std"] = (m, "std")
     out = frame.groupby("method", sort=False).agg(**agg).reset_index()
+    for m in dict.fromkeys(metrics):
+        out[f"{m}_ci"] = interval_half(out[f"{m}_std"], out["n"])
     return out.fillna({f"{m}_std": 0.0 for m in metrics})
 
 
@@ -93,7 +96,7 @@ def _subtitle(results: pd.DataFrame, summary: pd.DataFrame) -> str:
         parts.append("1 run per method, no spread shown")
     else:
         runs = f"{seeds[0]} runs" if seeds[0] == seeds[1] else f"{seeds[0]}-{seeds[1]} runs"
-        parts.append(f"mean ± std over {runs} per method")
+        parts.append(f"mean ± 95 % interval over {runs} per method")
     return ", ".join(parts)
 
 
@@ -101,7 +104,8 @@ def _subtitle(results: pd.DataFrame, summary: pd.DataFrame) -> str:
 def method_comparison(results: pd.DataFrame, x: str = "sec_per_epoch", y: str = "test_acc",
                       kinds: Mapping[str, str] | None = None) -> Figure:
     """One point per method: the mean of ``y`` against the mean of ``x`` over
-    seeds, with ± one standard deviation as error bars in both directions.
+    seeds, with the 95 % Student-t interval of each mean as error bars in
+    both directions (none for a single run).
 
     The marker shows the training kind: circle = static mixing, square =
     dynamic mixing (saliency / graph cuts, slower), triangle = the Decoupled
@@ -135,7 +139,7 @@ def method_comparison(results: pd.DataFrame, x: str = "sec_per_epoch", y: str = 
     for row, policy in zip(summary.itertuples(index=False), policies):
         r = row._asdict()
         spread = r["n"] > 1  # one run has no spread: no error bar
-        ax.errorbar(r[x], r[y], xerr=r[f"{x}_std"] if spread else None, yerr=r[f"{y}_std"] if spread else None,
+        ax.errorbar(r[x], r[y], xerr=r[f"{x}_ci"] if spread else None, yerr=r[f"{y}_ci"] if spread else None,
                     marker=KIND_MARKERS[r["kind"]],
                     markersize=9, color=colors[policy], markeredgecolor="black", markeredgewidth=0.6,
                     capsize=3, linestyle="none", label=r["method"])
@@ -159,8 +163,8 @@ def method_comparison(results: pd.DataFrame, x: str = "sec_per_epoch", y: str = 
 @themed
 def method_bars(results: pd.DataFrame, metric: str = "test_acc",
                 kinds: Mapping[str, str] | None = None) -> Figure:
-    """Horizontal bars of ``metric`` per method (mean over seeds, ± std as
-    error bars, each run as a dot), sorted by the mean with the best method
+    """Horizontal bars of ``metric`` per method (mean over seeds, its 95 %
+    interval as error bars, each run as a dot), sorted by the mean with the best method
     on top (lowest for ECE, NLL, loss and time; highest otherwise), coloured
     by the training kind (static / dynamic / DM loss).
 
@@ -182,7 +186,7 @@ def method_bars(results: pd.DataFrame, metric: str = "test_acc",
     fig, axes = new_figure(1, 1, figsize=(7.5, 1.2 + 0.45 * len(summary)), layout="constrained")
     ax = axes[0, 0]
     pos = np.arange(len(summary))
-    ax.barh(pos, summary[metric], xerr=summary[f"{metric}_std"], capsize=3,
+    ax.barh(pos, summary[metric], xerr=summary[f"{metric}_ci"].fillna(0.0), capsize=3,
                    color=[KIND_COLORS[k] for k in summary["kind"]], edgecolor="black", linewidth=0.6)
     labels = method_labels(results).to_numpy()
     runs = percent(f"results[{metric!r}]", pd.to_numeric(results[metric], errors="coerce").to_numpy(float), metric)
@@ -190,7 +194,7 @@ def method_bars(results: pd.DataFrame, metric: str = "test_acc",
     for i, method in enumerate(summary["method"]):
         vals = runs[labels == method]
         ax.scatter(vals, np.full(vals.shape, pos[i]), s=14, color="black", zorder=3)
-        right.append(np.nanmax([*vals, summary.at[i, metric] + summary.at[i, f"{metric}_std"]]))
+        right.append(np.nanmax([*vals, summary.at[i, metric] + np.nan_to_num(summary.at[i, f"{metric}_ci"])]))
     span = max(np.nanmax(right), 1e-12)
     for i, value in enumerate(summary[metric]):
         ax.text(right[i] + 0.02 * span, pos[i], f"{value:.2f}", va="center", fontsize="small")

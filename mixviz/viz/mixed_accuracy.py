@@ -10,8 +10,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from mixviz.viz._common import (check_frame, check_fractions, history_values, integer_epochs, method_labels,
-                                new_figure)
+from mixviz.viz._common import (check_frame, check_fractions, history_values, integer_epochs, interval_half,
+                                method_labels, new_figure)
 from mixviz.viz.curves import check_histories
 from mixviz.viz.style import method_colors, themed
 
@@ -23,8 +23,9 @@ TOPK = (("mixed_top1", "Top-1"), ("mixed_top2", "Top-2"))
 def final_mixed_accuracy(final: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation of ``mixed_top1`` / ``mixed_top2`` per
     method (over seeds), in percent.  The method is the ``method`` column or
-    ``policy+loss``.  Columns: ``method``, ``top1``, ``top1_std``, ``top2``,
-    ``top2_std``, ``n`` (std is 0 for a single run)."""
+    ``policy+loss``.  Columns: ``method``, ``top1``, ``top1_std``, ``top1_ci``,
+    ``top2``, ``top2_std``, ``top2_ci``, ``n`` (std is 0 and the 95 % interval
+    half-width NaN for a single run)."""
     check_frame("final", final, ["mixed_top1", "mixed_top2"])
     for col, _ in TOPK:
         check_fractions(f"final[{col!r}]", final[col].to_numpy(dtype=float))
@@ -34,16 +35,18 @@ def final_mixed_accuracy(final: pd.DataFrame) -> pd.DataFrame:
     grouped = frame.groupby("method", sort=False)
     out = grouped.agg(top1=("top1", "mean"), top1_std=("top1", "std"), top2=("top2", "mean"),
                       top2_std=("top2", "std"), n=("top1", "size")).reset_index()
+    for key in ("top1", "top2"):
+        out[f"{key}_ci"] = interval_half(out[f"{key}_std"], out["n"])
     return out.fillna({"top1_std": 0.0, "top2_std": 0.0})
 
 
 def _final_title(counts: pd.Series) -> str:
-    """"final (1 run per method)" or "final (mean ± std over N seeds)"."""
+    """"final (1 run per method)" or "final (mean ± 95 % interval over N seeds)"."""
     lo, hi = int(counts.min()), int(counts.max())
     if hi == 1:
         return "final (1 run per method, no spread shown)"
     seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
-    return f"final (mean ± std over {seeds} seeds)"
+    return f"final (mean ± 95 % interval over {seeds} seeds)"
 
 
 def _draw_final(ax, table: pd.DataFrame, colors: dict) -> None:
@@ -52,7 +55,7 @@ def _draw_final(ax, table: pd.DataFrame, colors: dict) -> None:
     several = bool((table["n"] > 1).any())  # a single run has no spread: no error bar drawn
     for offset, (col, label), hatch in ((-width / 2, TOPK[0], None), (width / 2, TOPK[1], "//")):
         key = "top1" if col == "mixed_top1" else "top2"
-        yerr = table[f"{key}_std"].where(table["n"] > 1) if several else None
+        yerr = table[f"{key}_ci"].where(table["n"] > 1) if several else None
         bars = ax.bar(x + offset, table[key], width=width, yerr=yerr, capsize=3,
                       color=[colors.get(m, "0.5") for m in table["method"]], edgecolor="black",
                       linewidth=0.6, hatch=hatch, alpha=1.0 if hatch is None else 0.6)
@@ -83,7 +86,7 @@ def mixed_accuracy_plot(histories: Mapping[str, pd.DataFrame], final: pd.DataFra
         final: optional table with one row per run and the columns
             ``mixed_top1``, ``mixed_top2`` and ``method`` (or ``policy`` and
             ``loss``), e.g. the comparison harness's results table; drawn as
-            bars of the mean ± std over seeds in a third panel.
+            bars of the mean ± 95 % interval over seeds in a third panel.
 
     Returns:
         The figure: two axes (Top-1, Top-2 over epochs), three with ``final``.
