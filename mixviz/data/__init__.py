@@ -50,6 +50,7 @@ from mixviz.data.base import (
     to_float,
 )
 from mixviz.data.clutter import mask_area_stats
+from mixviz.data.subsets import labelled_subset
 
 __all__ = [
     "load",
@@ -62,6 +63,7 @@ __all__ = [
     "to_float",
     "channel_stats",
     "mask_area_stats",
+    "labelled_subset",
 ]
 
 _OFFLINE: dict[str, Callable[..., InMemoryDataset]] = {
