@@ -266,3 +266,34 @@ def test_supervised_only_on_the_subset_trains_no_unlabelled_measures():
     run = fit(tiny(semi="none", epochs=1))
     assert run.history["mask_rate"].isna().all() and run.history["unsup_weight"].tolist() == [0.0]
     assert run.metrics["semi"] == "none" and run.metrics["n_unlabelled"] == 210
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_cli_semi_options_are_explained_and_checked(capsys, runs_root):
+    from mixviz.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    for opt in ("--labels-per-class", "--semi", "--mu", "--tau", "--lambda-u", "--teacher", "--ema-momentum"):
+        assert opt in out
+    assert main(["train", "--semi", "fixmatch", "--labels-per-class", "4", "--tau", "1.5", "--no-progress"]) == 2
+    assert "tau" in capsys.readouterr().err
+    assert main(["train", "--semi", "fixmatch", "--labels-per-class", "4", "--mu", "0", "--no-progress"]) == 2
+    assert "mu" in capsys.readouterr().err
+
+
+def test_cli_trains_a_semi_run_into_the_store(capsys, runs_root):
+    from mixviz.cli import main
+
+    rc = main(["train", "--dataset", "clutter", "--dataset-option", "n_train=240", "--dataset-option", "n_test=40",
+               "--dataset-option", "size=16", "--model-option", "width=4", "--epochs", "1", "--batch-size", "8",
+               "--device", "cpu", "--no-progress", "--semi", "fixmatch", "--labels-per-class", "3", "--mu", "2",
+               "--teacher", "student", "--policy", "mixup", "--loss", "dm"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert '"mask_rate"' in out and '"n_labelled": 30' in out
+    (run,) = runs_root.iterdir()
+    assert runs.load_run(run).config.teacher == "student"
