@@ -25,6 +25,12 @@ stl10           (``root``, ``download``)
 imagefolder     ``size=64, mean, std`` (``root`` required)
 ==============  ===========================================================
 
+Every in-memory set (all but ``imagefolder``) also takes the label-noise
+options of :mod:`mixviz.data.noise`: ``label_noise=p`` (in [0, 1)),
+``noise_kind="symmetric"|"pair"`` and ``noise_seed`` (default: the set's own
+``seed`` option, 0 for sets without one).  Only the training split is
+corrupted; its true labels stay in ``clean_labels``.
+
 The offline sets ignore ``root`` and ``download``.
 """
 
@@ -50,6 +56,7 @@ from mixviz.data.base import (
     to_float,
 )
 from mixviz.data.clutter import mask_area_stats
+from mixviz.data.noise import NOISE_KINDS, NOISE_OPTIONS, check_noise, corrupt_labels, with_label_noise
 from mixviz.data.subsets import labelled_subset
 
 __all__ = [
@@ -63,6 +70,9 @@ __all__ = [
     "to_float",
     "channel_stats",
     "mask_area_stats",
+    "NOISE_KINDS",
+    "corrupt_labels",
+    "with_label_noise",
     "labelled_subset",
 ]
 
@@ -112,13 +122,19 @@ def load(name: str, split: str = "train", root: str | Path | None = None, downlo
         raise TypeError(f"download must be a bool, got {type(download).__name__}")
     fn = _OFFLINE.get(name) or _ONLINE[name]
     options = _options(fn)
+    noise = {k: kw.pop(k) for k in NOISE_OPTIONS if k in kw}
     unknown = sorted(set(kw) - set(options))
     if unknown:
         raise TypeError(f"unknown keyword argument(s) {', '.join(unknown)} for dataset {name!r}; "
-                        f"it accepts: {', '.join(options) or 'none'}")
-    if name in _OFFLINE:
-        return fn(split, **kw)
-    return fn(split, root=root, download=download, **kw)
+                        f"it accepts: {', '.join([*options, *NOISE_OPTIONS] if name != 'imagefolder' else options) or 'none'}")
+    if noise and name == "imagefolder":
+        raise ValueError("label_noise is supported for in-memory data sets only, not 'imagefolder' "
+                         "(its pictures are read lazily and keep their folder labels)")
+    p, kind = noise.get("label_noise", 0.0), noise.get("noise_kind", "symmetric")
+    check_noise(p, kind)
+    seed = noise.get("noise_seed", kw.get("seed", 0))
+    ds = fn(split, **kw) if name in _OFFLINE else fn(split, root=root, download=download, **kw)
+    return with_label_noise(ds, p, kind, seed=seed) if p else ds
 
 
 def describe(ds: InMemoryDataset | FolderDataset) -> dict[str, Any]:
@@ -137,6 +153,7 @@ def describe(ds: InMemoryDataset | FolderDataset) -> dict[str, Any]:
 
         out["dtype"] = str(ds.images.dtype).replace("torch.", "")
         out["class_counts"] = torch.bincount(ds.labels, minlength=ds.num_classes).tolist()
+        out["label_noise"] = float(ds.noisy.float().mean()) if len(ds) else 0.0
         if ds.masks is not None:
             out["mask_area"] = mask_area_stats(ds.masks)
     return out

@@ -135,6 +135,10 @@ class InMemoryDataset(Dataset):
             ``"crop_flip"`` (natural images) or ``"none"`` (digits, points).
         meta: the arguments that made a generated set (seed, size, ...), or
             the root of a torchvision set; informative only.
+        clean_labels: the true labels.  The same tensor as ``labels`` unless
+            label noise was asked for (:mod:`mixviz.data.noise`); then
+            ``labels`` holds the noisy training labels and ``clean_labels``
+            the true ones, kept for analysis (memorisation), never for training.
 
     ``ds[i]`` is ``(to_float(images[i]), labels[i])`` so a DataLoader works.
     """
@@ -149,6 +153,7 @@ class InMemoryDataset(Dataset):
     std: tuple[float, ...] | None = None
     augment: str = "none"
     meta: dict = field(default_factory=dict)
+    clean_labels: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         check_tensor("images", self.images, ndim=(2, 4))
@@ -168,6 +173,13 @@ class InMemoryDataset(Dataset):
             raise ValueError("classes must not be empty")
         if n and (int(self.labels.min()) < 0 or int(self.labels.max()) >= len(self.classes)):
             raise ValueError(f"labels must lie in [0, {len(self.classes)}) (the number of classes)")
+        if self.clean_labels is None:
+            self.clean_labels = self.labels
+        elif self.clean_labels is not self.labels:
+            check_tensor("clean_labels", self.clean_labels, ndim=1, floating=False)
+            if self.clean_labels.dtype != torch.int64 or self.clean_labels.shape != self.labels.shape:
+                raise ValueError(f"clean_labels must be a LongTensor of shape [{n}] like labels, got "
+                                 f"{self.clean_labels.dtype} {list(self.clean_labels.shape)}")
         check_choice("split", self.split, SPLITS)
         check_choice("augment", self.augment, AUGMENTS)
         if self.masks is not None:
@@ -197,7 +209,14 @@ class InMemoryDataset(Dataset):
     def to(self, device: torch.device | str) -> "InMemoryDataset":
         """A copy with ``images``, ``labels`` and ``masks`` on ``device``."""
         masks = None if self.masks is None else self.masks.to(device)
-        return replace(self, images=self.images.to(device), labels=self.labels.to(device), masks=masks)
+        labels = self.labels.to(device)
+        clean = labels if self.clean_labels is self.labels else self.clean_labels.to(device)
+        return replace(self, images=self.images.to(device), labels=labels, masks=masks, clean_labels=clean)
+
+    @property
+    def noisy(self) -> torch.Tensor:
+        """Bool [N]: where ``labels`` differs from ``clean_labels`` (the flipped samples)."""
+        return self.labels != self.clean_labels
 
     def __repr__(self) -> str:
         masks = "" if self.masks is None else ", masks"
