@@ -344,6 +344,10 @@ def summary_markdown(summary: pd.DataFrame) -> str:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    from mixviz.semi import experiments as semi_experiments
+
+    if args.preset in semi_experiments.SEMI_PRESETS:  # semi-supervised presets: methods x label counts x seeds
+        return semi_experiments.run_compare_command(args)
     p = preset(args.preset)
     overrides = {}
     if args.epochs is not None:
@@ -370,8 +374,11 @@ def register_command(sub: Any) -> None:
                     "Decoupled Mixup loss, the average policy with the midpoint loss) through the run store, "
                     "so finished runs are reused, and write results.csv (one row per run), summary.csv and "
                     "summary.md (mean ± std over seeds).")
-    p.add_argument("--preset", default="quick", choices=list(PRESETS),
-                   help="; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()))
+    from mixviz.semi.experiments import SEMI_PRESETS
+
+    presets = {**PRESETS, **SEMI_PRESETS}
+    p.add_argument("--preset", default="quick", choices=list(presets),
+                   help="; ".join(f"{k}: {v.description}" for k, v in presets.items()))
     p.add_argument("--out", default=None, help="output directory (default results/<preset>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted grid in --out")
     p.add_argument("--runs", default=None, help="root of the run store (default runs/ or $MIXVIZ_RUNS)")

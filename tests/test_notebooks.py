@@ -13,7 +13,7 @@ import pytest
 NB_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(p.name for p in NB_DIR.glob("*.ipynb"))
 EXPECTED = ["00_tour.ipynb", "01_mixed_samples.ipynb", "02_decision_boundaries.ipynb", "03_calibration.ipynb",
-            "04_top1_top2_mismatch.ipynb", "05_saliency.ipynb"]
+            "04_top1_top2_mismatch.ipynb", "05_saliency.ipynb", "08_semi_supervised.ipynb"]
 CELL_TIMEOUT = 1800  # a cell may train the quick grid (minutes on a laptop CPU)
 
 

@@ -206,7 +206,7 @@ def _poisoned_load(monkeypatch, config):
 
     def load(name, split="train", **kw):
         ds = real_load(name, split, **kw)
-        return replace(ds, labels=garbage.clone()) if split == "train" else ds
+        return replace(ds, labels=garbage.clone(), clean_labels=garbage.clone()) if split == "train" else ds
 
     monkeypatch.setattr(data, "load", load)
     monkeypatch.setattr("mixviz.semi.training.labelled_subset", lambda *a, **k: (lab, unl))
@@ -297,3 +297,124 @@ def test_cli_trains_a_semi_run_into_the_store(capsys, runs_root):
     assert '"mask_rate"' in out and '"n_labelled": 30' in out
     (run,) = runs_root.iterdir()
     assert runs.load_run(run).config.teacher == "student"
+
+
+# --------------------------------------------------------------------------- the comparison and its figure
+
+import matplotlib  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from mixviz.semi import experiments as sx  # noqa: E402
+
+matplotlib.use("Agg")
+
+
+def _results(dm_minus_mixup):
+    """A synthetic results table: 2 label counts x 4 methods x 3 seeds."""
+    rows = []
+    for k in (4, 25):
+        for s in range(3):
+            base = 0.5 + 0.1 * s + (0.2 if k == 25 else 0.0)
+            accs = {"supervised": base - 0.1, "fixmatch": base, "fixmatch+mixup": base + 0.01,
+                    "fixmatch+dm": base + 0.01 + dm_minus_mixup[s]}
+            for method, acc in accs.items():
+                semi_run = method != "supervised"
+                rows.append(dict(dataset="clutter", method=method, labels_per_class=k, seed=s, test_acc=acc,
+                                 ece=0.1, nll=1.0, mask_rate=0.5 + 0.01 * s if semi_run else float("nan"),
+                                 pseudo_acc=0.9 if semi_run else float("nan"),
+                                 pseudo_acc_all=0.8 if semi_run else float("nan"), n_labelled=10 * k,
+                                 sec_per_epoch=1.0 + s, epochs=3, run_id=f"r{k}{s}{method}"))
+    return pd.DataFrame(rows, columns=sx.RESULT_COLUMNS)
+
+
+def test_paired_difference_of_dm_and_mixup_with_its_interval():
+    results = _results([0.01, 0.02, 0.03])
+    paired = sx.paired_semi(results)
+    row = paired[(paired["labels_per_class"] == 4) & (paired["treatment"] == "fixmatch+dm")
+                 & (paired["reference"] == "fixmatch+mixup")].iloc[0]
+    half = 4.302652729911275 * 0.01 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
+    assert row["test_acc"] == pytest.approx(0.02) and row["test_acc_ci"] == pytest.approx(half)
+    assert row["seeds"] == 3
+    text = sx.semi_markdown(sx.summarize_semi(results), paired)
+    assert "no measurable difference" in text  # [-0.5, +4.5] points holds 0
+    sure = sx.semi_markdown(sx.summarize_semi(_results([0.02, 0.021, 0.022])), sx.paired_semi(_results(
+        [0.02, 0.021, 0.022])))
+    assert "fixmatch+dm higher" in sure and "+2.1 ± 0.2 *" in sure
+    summary = sx.summarize_semi(results)
+    sup = summary[(summary["method"] == "supervised") & (summary["labels_per_class"] == 4)].iloc[0]
+    assert sup["test_acc_mean"] == pytest.approx(0.5) and math.isnan(sup["mask_rate_mean"])
+
+
+def test_grid_pairs_every_method_on_the_same_subset_and_seed():
+    grid = sx.semi_grid("semi")
+    p = sx.SEMI_PRESETS["semi"]
+    assert len(grid) == len(p.methods) * len(p.labels_per_class) * len(p.seeds) == 24
+    assert [c.seed for _, c in grid[:8]] == [0] * 8  # seed by seed
+    configs = dict(grid[:4])
+    assert configs["fixmatch+dm"].loss_options == sx.DM_SEMI and configs["fixmatch+mixup"].loss == "mixup_ce"
+    same = {k: v for k, v in configs["fixmatch+dm"].identity().items() if k not in ("loss", "loss_options")}
+    assert same == {k: v for k, v in configs["fixmatch+mixup"].identity().items() if k not in ("loss", "loss_options")}
+    assert configs["supervised"].semi == "none" and configs["supervised"].labels_per_class == 4
+    with pytest.raises(ValueError, match="methods"):
+        sx.semi_grid("semi", methods=("mixmatch",))
+    with pytest.raises(ValueError, match="preset"):
+        sx.semi_preset("semi-full")
+
+
+def test_semi_curves_draws_a_band_per_method_over_seeds():
+    rows = []
+    for method in ("supervised", "fixmatch"):
+        for s in range(3):
+            for e in (1, 2, 3):
+                kept = float("nan") if method == "supervised" else 0.1 * e + 0.01 * s
+                rows.append(dict(method=method, seed=s, epoch=e, labels_per_class=4, test_acc=0.3 + 0.1 * e,
+                                 mask_rate=kept, pseudo_acc=kept))
+    fig = sx_viz_semi_curves(pd.DataFrame(rows))
+    assert len(fig.axes) == 3
+    lines = {line.get_label(): line for line in fig.axes[0].lines}
+    assert set(lines) == {"fixmatch"}  # supervised has no pseudo-labels to draw
+    assert list(lines["fixmatch"].get_ydata()) == pytest.approx([11.0, 21.0, 31.0])  # mean over seeds, in %
+    assert len(fig.axes[0].collections) == 1  # the interval band
+    assert len(fig.axes[2].lines) == 2
+    with pytest.raises(ValueError, match="histories"):
+        sx_viz_semi_curves(pd.DataFrame(rows).drop(columns="mask_rate"))
+
+
+def sx_viz_semi_curves(frame):
+    from mixviz import viz
+
+    return viz.semi_curves(frame, facet="labels_per_class")
+
+
+def test_compare_semi_trains_the_grid_once_and_resumes(tmp_path, runs_root):
+    p = sx.SemiPreset("tiny", "tiny", base={**TINY, "epochs": 1}, labels_per_class=(3,), seeds=(0, 1),
+                      methods=("fixmatch", "fixmatch+dm"))
+    logged = []
+    results = sx.compare_semi(p, tmp_path / "out", log=logged.append)
+    assert len(results) == 4 and len(logged) == 4
+    for name in ("results.csv", "histories.csv", "summary.csv", "paired.csv", "summary.md", "semi_curves.png"):
+        assert (tmp_path / "out" / name).exists(), name
+    histories = pd.read_csv(tmp_path / "out" / "histories.csv")
+    assert len(histories) == 4 and set(histories["method"]) == {"fixmatch", "fixmatch+dm"}
+    with pytest.raises(ValueError, match="resume"):
+        sx.compare_semi(p, tmp_path / "out")
+    again = sx.compare_semi(p, tmp_path / "out", resume=True, log=logged.append)
+    assert len(logged) == 4  # nothing trained again
+    pd.testing.assert_frame_equal(again, results)
+    text = (tmp_path / "out" / "summary.md").read_text()
+    assert "| fixmatch+dm − fixmatch |" in text and "3 labels per class" in text
+    paired = pd.read_csv(tmp_path / "out" / "paired.csv")
+    assert paired[["treatment", "reference", "seeds"]].values.tolist() == [["fixmatch+dm", "fixmatch", 2]]
+
+
+def test_augmentation_views_one_row_per_view():
+    from mixviz import viz
+
+    x = torch.rand(5, 3, 8, 8)
+    fig = viz.augmentation_views({"image": x, "strong": 1 - x}, labels=torch.arange(5), class_names=list("abcde"),
+                                 n=4)
+    assert len(fig.axes) == 8
+    assert fig.axes[0].get_title() == "a" and fig.axes[0].get_ylabel() == "image"
+    assert fig.axes[4].get_ylabel() == "strong"
+    with pytest.raises(ValueError, match="n must be"):
+        viz.augmentation_views({"image": x}, n=6)

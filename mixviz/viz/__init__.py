@@ -17,6 +17,9 @@ Each function draws inside :func:`mixviz.viz.style.theme` (seaborn
 :func:`method_comparison`      accuracy vs time, mean ± std over seeds
 :func:`method_bars`            one metric per method
 :func:`mismatch_scatter`       label share vs object visibility per policy
+:func:`semi_curves`            pseudo-labels kept, their accuracy and test
+                               accuracy per epoch (semi-supervised runs)
+:func:`augmentation_views`     the same images under several augmentations
 =============================  ==============================================
 
 >>> import matplotlib; matplotlib.use("Agg")
@@ -39,6 +42,7 @@ from mixviz.viz.mismatch import mismatch_scatter, mismatch_scatter_from_reports
 from mixviz.viz.mixed_accuracy import final_mixed_accuracy, mixed_accuracy_plot
 from mixviz.viz.samples import mixed_samples_gallery, soft_label_text
 from mixviz.viz.saliency import saliency_grid
+from mixviz.viz.semi import augmentation_views, semi_curves
 from mixviz.viz.style import method_colors, theme
 
 __all__ = [
@@ -60,4 +64,6 @@ __all__ = [
     "method_summary",
     "mismatch_scatter",
     "mismatch_scatter_from_reports",
+    "semi_curves",
+    "augmentation_views",
 ]
