@@ -49,21 +49,22 @@ class SemiBatches:
     images for one step, an epoch is one pass over the labelled subset.
 
     ``epoch(e)`` yields ``((x_l, x_u), y_l)`` (``x_u`` is None without
-    unlabelled images).  The true labels of the unlabelled images live in
-    :attr:`truth` (for the pseudo-label accuracy of
-    :class:`PseudoLabelMonitor` only); :attr:`current_truth` holds those of
+    unlabelled images).  The true labels of the unlabelled images (``truth``,
+    default ``labels``; the clean labels of a set with label noise) live in
+    :attr:`truth` for the pseudo-label accuracy of
+    :class:`PseudoLabelMonitor` only; :attr:`current_truth` holds those of
     the step being served.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, labelled: torch.Tensor,
                  unlabelled: torch.Tensor, batch_size: int, mu: int, seed: int, device: torch.device,
-                 use_unlabelled: bool = True) -> None:
+                 use_unlabelled: bool = True, truth: torch.Tensor | None = None) -> None:
         self.batch_size, self.mu, self.seed, self.device = batch_size, mu, seed, device
         self.use_unlabelled = use_unlabelled
         self.x_l = images[labelled].to(device)
         self.y_l = labels[labelled].to(device)
         self.x_u = images[unlabelled].to(device)
-        self.truth = labels[unlabelled].to(device)
+        self.truth = (labels if truth is None else truth)[unlabelled].to(device)
         self.current_truth: torch.Tensor | None = None
         n_l, n_u = len(labelled), len(unlabelled)
         self.steps = n_u // (mu * batch_size)
@@ -166,7 +167,8 @@ class SemiTraining:
                                                num_classes=train_set.num_classes, classes=train_set.classes)
         self.labelled, self.unlabelled = labelled, unlabelled
         self.batches = SemiBatches(images, train_set.labels, labelled, unlabelled, config.batch_size, config.mu,
-                                   config.seed, device, use_unlabelled=self.fixmatch)
+                                   config.seed, device, use_unlabelled=self.fixmatch,
+                                   truth=getattr(train_set, "clean_labels", None))
         self.monitor = PseudoLabelMonitor(device)
         self.model = model
         self.teacher: nn.Module | None = None
