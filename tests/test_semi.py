@@ -418,3 +418,14 @@ def test_augmentation_views_one_row_per_view():
     assert fig.axes[4].get_ylabel() == "strong"
     with pytest.raises(ValueError, match="n must be"):
         viz.augmentation_views({"image": x}, n=6)
+
+
+def test_compare_command_knows_the_semi_presets(capsys):
+    from mixviz.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # help text is wrapped
+    assert "semi-quick" in out and "4 and 25 labels per class" in out
+    assert main(["compare", "--preset", "semi-quick", "--policies", "mixup"]) == 2
+    assert "--policies" in capsys.readouterr().err

@@ -34,8 +34,8 @@ from mixviz.ioutil import atomic_write_text
 from mixviz.train import TrainConfig
 
 __all__ = ["SemiPreset", "SEMI_PRESETS", "METHODS", "DM_SEMI", "PAIRS", "RESULT_COLUMNS", "semi_preset",
-           "semi_methods", "semi_grid", "collect_semi", "compare_semi", "run_compare_command", "summarize_semi", "paired_semi", "semi_markdown",
-           "write_semi_plot"]
+           "semi_methods", "semi_grid", "collect_semi", "compare_semi", "run_compare_command", "summarize_semi",
+           "paired_semi", "semi_markdown", "write_semi_plot"]
 
 # The DM setting of the authors' DMixMatch (openmixup configs/semisup/dmixmatch): eta 1, both classes,
 # weights lam and 1 - lam.
