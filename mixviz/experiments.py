@@ -387,4 +387,6 @@ def register_command(sub: Any) -> None:
     p.add_argument("--datasets", nargs="+", default=None, help="only these data sets of the preset")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--device", default=None, help="override the device (default auto)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="semi presets: train in this many processes of one thread each (default 1)")
     p.set_defaults(func=_cmd_compare)

@@ -429,3 +429,15 @@ def test_compare_command_knows_the_semi_presets(capsys):
     assert "semi-quick" in out and "4 and 25 labels per class" in out
     assert main(["compare", "--preset", "semi-quick", "--policies", "mixup"]) == 2
     assert "--policies" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compare_semi_trains_in_worker_processes(tmp_path, runs_root):
+    p = sx.SemiPreset("tiny", "tiny", base={**TINY, "epochs": 1}, labels_per_class=(3,), seeds=(0, 1),
+                      methods=("supervised", "fixmatch"))
+    logged = []
+    results = sx.compare_semi(p, tmp_path / "out", workers=2, log=logged.append)
+    assert len(results) == 4 and sum(line.startswith("trained") for line in logged) == 4
+    assert len(list(runs_root.iterdir())) == 4
+    with pytest.raises(ValueError, match="workers"):
+        sx.compare_semi(p, tmp_path / "other", workers=0)

@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from mixviz._validation import check_choice, check_frame
+from mixviz._validation import check_choice, check_frame, check_positive
 from mixviz.ioutil import atomic_write_text
 from mixviz.train import TrainConfig
 
@@ -166,18 +166,50 @@ def collect_semi(p: SemiPreset | str, runs_root: str | os.PathLike | None = None
     return pd.DataFrame(rows, columns=RESULT_COLUMNS), pd.concat(histories, ignore_index=True)
 
 
+def _train_one(config: dict[str, Any], runs_root: str | None) -> str:
+    """Worker of :func:`compare_semi`: train one config into the run store with one thread."""
+    import torch
+
+    from mixviz.runs import config_id, load_or_train
+
+    torch.set_num_threads(1)
+    c = TrainConfig.from_dict(config)
+    load_or_train(c, runs_root)
+    return config_id(c)
+
+
+def _train_parallel(configs: list[TrainConfig], runs_root: str | os.PathLike | None, workers: int,
+                    log: Any) -> None:
+    """Train ``configs`` into the run store in ``workers`` processes of one thread each (finished runs are
+    loaded afterwards; an interrupted one resumes from its checkpoint next time)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    root = None if runs_root is None else str(runs_root)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        jobs = [pool.submit(_train_one, c.to_dict(), root) for c in configs]
+        for i, job in enumerate(as_completed(jobs), 1):
+            log(f"trained {i}/{len(jobs)}: {job.result()}")
+
+
 def compare_semi(p: SemiPreset | str, out: str | os.PathLike, *, resume: bool = False,
                  runs_root: str | os.PathLike | None = None, seeds: tuple[int, ...] | None = None,
                  labels_per_class: tuple[int, ...] | None = None, methods: tuple[str, ...] | None = None,
-                 log: Any = print, plots: bool = True, **overrides: Any) -> pd.DataFrame:
+                 log: Any = print, plots: bool = True, workers: int = 1, **overrides: Any) -> pd.DataFrame:
     """Train the grid through the run store and write, in ``out``:
     ``results.csv`` (one row per run, rewritten atomically after each run),
     ``histories.csv`` (every run's per-epoch rows), ``summary.csv`` (mean and
     95 % interval per method and label count), ``paired.csv`` (the paired
     differences of :data:`PAIRS`), ``summary.md`` and, with ``plots``,
     ``semi_curves.png``.  ``resume=True`` continues a grid whose
-    ``results.csv`` exists (without it that is an error)."""
+    ``results.csv`` exists (without it that is an error).  ``workers > 1``
+    first trains the missing runs in that many processes of one thread each
+    (on a 2-core CPU two such processes beat one process with two threads:
+    the step is many small operations)."""
     from mixviz.runs import config_id, load_or_train
+
+    check_positive("workers", workers, integer=True)
 
     p = semi_preset(p) if isinstance(p, str) else p
     out = Path(out)
@@ -193,6 +225,9 @@ def compare_semi(p: SemiPreset | str, out: str | os.PathLike, *, resume: bool = 
             histories = [pd.read_csv(histories_path)]
     done = {(r["method"], int(r["labels_per_class"]), int(r["seed"])) for r in rows}
     grid = semi_grid(p, seeds=seeds, labels_per_class=labels_per_class, methods=methods, **overrides)
+    if workers > 1:
+        missing = [c for m, c in grid if (m, c.labels_per_class, c.seed) not in done]
+        _train_parallel(missing, runs_root, workers, log)
     for i, (method, config) in enumerate(grid, 1):
         key = (method, config.labels_per_class, config.seed)
         if key in done:
@@ -307,8 +342,8 @@ def write_semi_plot(histories: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 def run_compare_command(args: Any) -> int:
     """``mixviz compare --preset semi|semi-quick``: the semi grid with the
-    command's ``--out``, ``--resume``, ``--runs``, ``--seeds``, ``--epochs``
-    and ``--device``."""
+    command's ``--out``, ``--resume``, ``--runs``, ``--seeds``, ``--epochs``,
+    ``--device`` and ``--workers``."""
     p = semi_preset(args.preset)
     if getattr(args, "policies", None) or getattr(args, "datasets", None):
         raise ValueError(f"--policies and --datasets do not apply to the semi-supervised preset {p.name!r} "
@@ -320,7 +355,8 @@ def run_compare_command(args: Any) -> int:
         overrides["device"] = args.device
     seeds = tuple(range(args.seeds)) if args.seeds is not None else None
     out = args.out or f"results/{p.name}"
-    results = compare_semi(p, out, resume=args.resume, runs_root=args.runs, seeds=seeds, **overrides)
+    results = compare_semi(p, out, resume=args.resume, runs_root=args.runs, seeds=seeds,
+                           workers=getattr(args, "workers", 1), **overrides)
     if results.empty:
         print("the grid is empty (no seeds selected): nothing was run or written")
         return 0
