@@ -96,7 +96,9 @@ def semi_curves(histories: pd.DataFrame, metrics: Sequence[str] = SEMI_CURVE_MET
                     ax.fill_between(spread["epoch"], spread["low"] * scale, spread["high"] * scale,
                                     color=colors[method], alpha=0.18, linewidth=0)
             title = _TITLES.get(metric, metric)
-            ax.set_title(title if facet is None else f"{title}\n{facet} = {value}")
+            if facet is not None:
+                title += f"\n{value} labels per class" if facet == "labels_per_class" else f"\n{facet} = {value}"
+            ax.set_title(title)
             ax.set_xlabel("epoch")
             integer_epochs(ax)
     handles, labels = [], []
