@@ -378,6 +378,17 @@ def test_semi_curves_draws_a_band_per_method_over_seeds():
     assert len(fig.axes[2].lines) == 2
     with pytest.raises(ValueError, match="histories"):
         sx_viz_semi_curves(pd.DataFrame(rows).drop(columns="mask_rate"))
+    # two seeds with far-apart shares: the t interval (t = 12.7) reaches past 0 and 100 %; the band is clipped
+    wide = pd.DataFrame([dict(method="fixmatch", seed=s, epoch=1, labels_per_class=4, test_acc=0.5,
+                              mask_rate=0.5, pseudo_acc=v) for s, v in ((0, 0.05), (1, 0.95))])
+    from mixviz import viz
+
+    fig = viz.semi_curves(wide, colors={"fixmatch": "black"})
+    ys = fig.axes[1].collections[0].get_paths()[0].vertices[:, 1]
+    assert ys.min() == 0.0 and ys.max() == 100.0
+    assert fig.axes[1].lines[0].get_color() == "black"
+    with pytest.raises(ValueError, match="colors"):
+        viz.semi_curves(wide, colors={"other": "black"})
 
 
 def sx_viz_semi_curves(frame):

@@ -287,7 +287,10 @@ def _cell(mean: float, half: float, scale: float = 100.0) -> str:
 def semi_markdown(summary: pd.DataFrame, paired: pd.DataFrame, p: SemiPreset | None = None) -> str:
     """The summary as Markdown: per label count a table of methods (accuracies
     in %, mean ± 95 % interval half-width over seeds), then the paired
-    differences with their intervals and what each interval says."""
+    differences with their intervals and what each interval says.  Seconds
+    per epoch stay in ``summary.csv`` only: measured on a shared machine they
+    are noise; ``benchmarks/bench_semi.py`` measures the cost as interleaved
+    ratios."""
     from mixviz.stats import Interval, format_ci, verdict
 
     parts = []
@@ -298,13 +301,12 @@ def semi_markdown(summary: pd.DataFrame, paired: pd.DataFrame, p: SemiPreset | N
         parts.append(f"**{int(k)} labels per class** (mean ± 95 % interval over {seeds} seed"
                      f"{'s' if seeds > 1 else ''})\n")
         parts.append("| method | test acc % | ECE % | pseudo-labels kept % | kept pseudo-labels right % | "
-                     "all pseudo-labels right % | s/epoch |")
-        parts.append("|---|---|---|---|---|---|---|")
+                     "all pseudo-labels right % |")
+        parts.append("|---|---|---|---|---|---|")
         for r in table.itertuples():
             parts.append(f"| {r.method} | {_cell(r.test_acc_mean, r.test_acc_ci)} | {_cell(r.ece_mean, r.ece_ci)} | "
                          f"{_cell(r.mask_rate_mean, r.mask_rate_ci)} | {_cell(r.pseudo_acc_mean, r.pseudo_acc_ci)} | "
-                         f"{_cell(r.pseudo_acc_all_mean, r.pseudo_acc_all_ci)} | "
-                         f"{_cell(r.sec_per_epoch_mean, r.sec_per_epoch_ci, 1.0)} |")
+                         f"{_cell(r.pseudo_acc_all_mean, r.pseudo_acc_all_ci)} |")
         parts.append("")
         mine = paired[paired["labels_per_class"] == k] if len(paired) else paired
         if len(mine):
@@ -325,6 +327,16 @@ def semi_markdown(summary: pd.DataFrame, paired: pd.DataFrame, p: SemiPreset | N
     return "\n".join(parts)
 
 
+def method_colors() -> dict[str, Any]:
+    """Fixed colours of the methods (colour-blind palette): supervised grey, fixmatch blue, + mixup green,
+    + DM vermilion."""
+    import seaborn as sns
+
+    palette = sns.color_palette("colorblind")
+    return {"supervised": palette[7], "fixmatch": palette[0], "fixmatch+mixup": palette[2],
+            "fixmatch+dm": palette[3]}
+
+
 def write_semi_plot(histories: pd.DataFrame, path: str | os.PathLike) -> Path:
     """:func:`mixviz.viz.semi_curves` of the stacked histories (rows = label
     counts), written atomically as a palette PNG."""
@@ -333,7 +345,8 @@ def write_semi_plot(histories: pd.DataFrame, path: str | os.PathLike) -> Path:
     from mixviz import viz
     from mixviz.figures import DPI, PNG_COLORS
 
-    fig = viz.semi_curves(histories, facet="labels_per_class")
+    methods = [m for m in METHODS if m in set(histories["method"])]
+    fig = viz.semi_curves(histories, facet="labels_per_class", methods=methods, colors=method_colors())
     try:
         return viz.save(fig, path, dpi=DPI, colors=PNG_COLORS)
     finally:

@@ -45,10 +45,13 @@ def _band(values: pd.DataFrame, metric: str, confidence: float) -> pd.DataFrame:
 
 @themed
 def semi_curves(histories: pd.DataFrame, metrics: Sequence[str] = SEMI_CURVE_METRICS, *, facet: str | None = None,
-                methods: Sequence[str] | None = None, confidence: float = 0.95) -> Figure:
+                methods: Sequence[str] | None = None, colors: Mapping[str, Any] | None = None,
+                confidence: float = 0.95) -> Figure:
     """One panel per metric (columns) and per value of ``facet`` (rows); one
     line per method: the mean over seeds per epoch, with a band for its
-    Student-t interval (``confidence``; no band with one seed).
+    Student-t interval (``confidence``; no band with one seed; shares are
+    clipped to [0, 100] %: with two seeds the interval of a share can reach
+    far outside it).
 
     Args:
         histories: the run histories stacked in one long table with the
@@ -59,6 +62,7 @@ def semi_curves(histories: pd.DataFrame, metrics: Sequence[str] = SEMI_CURVE_MET
         metrics: the columns to draw.
         facet: a column whose values get one row of panels each.
         methods: the methods to draw, in this order (default: order of appearance).
+        colors: ``{method: colour}`` (default :func:`~mixviz.viz.style.method_colors` in ``methods`` order).
         confidence: of the bands.
 
     Returns:
@@ -75,7 +79,13 @@ def semi_curves(histories: pd.DataFrame, metrics: Sequence[str] = SEMI_CURVE_MET
     unknown = [m for m in order if m not in set(histories["method"])]
     if unknown:
         raise ValueError(f"methods {unknown} are not in histories (has {sorted(set(histories['method']))})")
-    colors = method_colors(order)
+    if colors is None:
+        colors = method_colors(order)
+    else:
+        check_mapping("colors", colors)
+        missing = [m for m in order if m not in colors]
+        if missing:
+            raise ValueError(f"colors must give a colour to every method drawn; missing {missing}")
     facets = list(dict.fromkeys(histories[facet])) if facet else [None]
     fig, axes = new_figure(len(facets), len(metrics), figsize=(4.2 * len(metrics) + 0.4, 3.3 * len(facets) + 1.0),
                            layout="constrained", sharex=True)
@@ -93,20 +103,20 @@ def semi_curves(histories: pd.DataFrame, metrics: Sequence[str] = SEMI_CURVE_MET
                 ax.plot(band["epoch"], band["mean"] * scale, color=colors[method], label=method, linewidth=1.8)
                 spread = band[np.isfinite(band["low"])]
                 if len(spread):
-                    ax.fill_between(spread["epoch"], spread["low"] * scale, spread["high"] * scale,
-                                    color=colors[method], alpha=0.18, linewidth=0)
+                    low, high = spread["low"] * scale, spread["high"] * scale
+                    if metric in _PERCENT:
+                        low, high = low.clip(0.0, 100.0), high.clip(0.0, 100.0)
+                    ax.fill_between(spread["epoch"], low, high, color=colors[method], alpha=0.18, linewidth=0)
             title = _TITLES.get(metric, metric)
             if facet is not None:
                 title += f"\n{value} labels per class" if facet == "labels_per_class" else f"\n{facet} = {value}"
             ax.set_title(title)
             ax.set_xlabel("epoch")
             integer_epochs(ax)
-    handles, labels = [], []
-    for ax in axes.ravel():
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
+    from matplotlib.lines import Line2D
+
+    labels = [m for m in order if any(m in ax.get_legend_handles_labels()[1] for ax in axes.ravel())]
+    handles = [Line2D([], [], color=colors[m], linewidth=1.8) for m in labels]
     n = int(seeds.max())
     band_text = f"bands: {int(confidence * 100)} % interval over {n} seeds" if n > 1 else "one seed: no band"
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4),
