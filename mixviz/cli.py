@@ -25,6 +25,7 @@ def _option(text: str) -> tuple[str, Any]:
 
 
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
+    from mixviz.semi import SEMI_MODES, TEACHERS
     from mixviz.train import AMP_MODES, LOSSES, OPTIMIZERS, SCHEDULERS, TrainConfig
 
     d = TrainConfig.__dataclass_fields__
@@ -68,6 +69,24 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="evaluate every N epochs (and after the last). Default: %(default)s")
     g.add_argument("--seed", type=int, default=d["seed"].default,
                    help="seed of every random draw (data order, augmentation, mixing). Default: %(default)s")
+    g = p.add_argument_group("semi-supervised training (FixMatch; + mixup / DM with --policy mixup)")
+    g.add_argument("--labels-per-class", type=int, default=d["labels_per_class"].default,
+                   help="keep this many labels per class (drawn by --seed); the rest of the training split is "
+                        "used without its labels (--semi fixmatch) or not at all (--semi none). Default: every label")
+    g.add_argument("--semi", default=d["semi"].default, choices=SEMI_MODES,
+                   help="fixmatch: pseudo-labels on unlabelled images (needs --labels-per-class); none: "
+                        "supervised only. Default: %(default)s")
+    g.add_argument("--mu", type=int, default=d["mu"].default,
+                   help="unlabelled images per labelled image in a step. Default: %(default)s")
+    g.add_argument("--tau", type=float, default=d["tau"].default,
+                   help="confidence a pseudo-label needs to be used, in (0, 1]. Default: %(default)s")
+    g.add_argument("--lambda-u", type=float, default=d["lambda_u"].default,
+                   help="weight of the unlabelled (consistency) loss. Default: %(default)s")
+    g.add_argument("--teacher", default=d["teacher"].default, choices=TEACHERS,
+                   help="who makes the pseudo-labels: ema (moving average of the weights) or the student. "
+                        "Default: %(default)s")
+    g.add_argument("--ema-momentum", type=float, default=d["ema_momentum"].default,
+                   help="momentum of the ema teacher, in [0, 1). Default: %(default)s")
     g = p.add_argument_group("options passed to the parts (repeatable KEY=VALUE)")
     g.add_argument("--policy-option", action="append", type=_option, default=[], metavar="KEY=VALUE",
                    help="e.g. --policy-option correct_lam=False")
@@ -102,6 +121,8 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         augment=args.augment, policy_options=dict(args.policy_option), loss_options=dict(args.loss_option),
         dataset_options=_dataset_options(args), model_options=dict(args.model_option), eval_every=args.eval_every,
         data_root=args.data_root, download=args.download, num_workers=args.num_workers, progress=args.progress,
+        semi=args.semi, labels_per_class=args.labels_per_class, mu=args.mu, tau=args.tau, lambda_u=args.lambda_u,
+        teacher=args.teacher, ema_momentum=args.ema_momentum,
     )
 
 
@@ -131,7 +152,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         rank, _ = _dist_info()
         if rank == 0:
             shown = {k: run.metrics[k] for k in ("test_acc", "nll", "ece", "mixed_top1", "mixed_top2",
-                                                  "sec_per_epoch", "epochs", "device") if k in run.metrics}
+                                                  "sec_per_epoch", "epochs", "device", "n_labelled", "mask_rate",
+                                                  "pseudo_acc") if k in run.metrics}
             print(json.dumps(shown, indent=2, default=str))
             if run.path is not None:
                 print(f"run stored in {run.path}")

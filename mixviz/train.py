@@ -61,6 +61,15 @@ class TrainConfig:
     Two configs that are equal train the same run; :func:`mixviz.runs.config_id`
     hashes the fields that change the result (not ``progress``, ``out_dir``,
     ``num_workers``, ``data_root`` or ``download``).
+
+    Semi-supervised training (:mod:`mixviz.semi`): ``labels_per_class`` keeps
+    that many labels per class (the rest of the training split is used
+    without labels, or not at all with ``semi="none"``); ``semi="fixmatch"``
+    adds FixMatch's loss on ``mu`` unlabelled images per labelled one, with
+    pseudo-labels kept at confidence ``>= tau`` and weight ``lambda_u``, from
+    the ``teacher`` (``"ema"`` of the weights with ``ema_momentum``, or the
+    ``"student"``); ``policy="mixup"`` with ``loss="mixup_ce"`` or ``"dm"``
+    adds the mixed labelled and labelled x pseudo-labelled terms.
     """
 
     dataset: str = "clutter"
@@ -92,6 +101,13 @@ class TrainConfig:
     download: bool = False
     num_workers: int = 2
     progress: bool = True
+    semi: str = "none"
+    labels_per_class: int | None = None
+    mu: int = 7
+    tau: float = 0.95
+    lambda_u: float = 1.0
+    teacher: str = "ema"
+    ema_momentum: float = 0.999
 
     # Fields that do not change what is trained: left out of the run id.
     NOT_IDENTITY = ("out_dir", "data_root", "download", "num_workers", "progress")
@@ -138,13 +154,21 @@ class TrainConfig:
             if not isinstance(getattr(self, name), dict):
                 raise TypeError(f"{name} must be a dict, got {type(getattr(self, name)).__name__}")
         check_positive("num_workers", self.num_workers, allow_zero=True, integer=True)
+        from mixviz.semi import check_config
+
+        check_config(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def identity(self) -> dict[str, Any]:
-        """The fields that decide the result (what the run store hashes)."""
-        return {k: v for k, v in asdict(self).items() if k not in self.NOT_IDENTITY}
+        """The fields that decide the result (what the run store hashes).  The
+        semi-supervised fields count only on that path (``labels_per_class``
+        or ``semi`` set), so fully supervised runs keep their earlier ids."""
+        from mixviz.semi import SEMI_FIELDS, is_semi
+
+        skip = set(self.NOT_IDENTITY) | (set() if is_semi(self) else set(SEMI_FIELDS))
+        return {k: v for k, v in asdict(self).items() if k not in skip}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
@@ -451,7 +475,7 @@ def fit(config: TrainConfig, resume: bool = False, *,
     config.validate()
     if resume and config.out_dir is None:
         raise ValueError("resume=True needs config.out_dir (where the checkpoint lives)")
-    from mixviz import data, losses, metrics, mixing, models
+    from mixviz import data, losses, metrics, mixing, models, semi
 
     rank, world = _dist_info()
     device = resolve_device(config.device)
@@ -478,8 +502,12 @@ def fit(config: TrainConfig, resume: bool = False, *,
         model = model.to(memory_format=torch.channels_last)
     policy_state = mixing.build_state(config.policy, model, **config.policy_options)  # None unless it learns
     criterion = losses.build(config.loss, num_classes=train_set.num_classes, **config.loss_options).to(device)
-    if hasattr(train_set, "images"):
-        batches: Any = _DeviceBatches(train_set.images, train_set.labels, config.batch_size, config.seed,
+    semi_run = None
+    if semi.is_semi(config):  # labelled subset, FixMatch, + mixup / DM: mixviz.semi
+        semi_run = semi.SemiTraining(config, train_set, model, device, world)
+        batches: Any = semi_run.batches
+    elif hasattr(train_set, "images"):
+        batches = _DeviceBatches(train_set.images, train_set.labels, config.batch_size, config.seed,
                                       device, rank, world)
     else:
         batches = _LoaderBatches(train_set, config.batch_size, config.seed, device, config.num_workers, rank, world)
@@ -508,6 +536,8 @@ def fit(config: TrainConfig, resume: bool = False, *,
         criterion.load_state_dict(ckpt["criterion"])
         if policy_state is not None:
             policy_state.load_state_dict(ckpt["policy_state"])
+        if semi_run is not None:
+            semi_run.load_state_dict(ckpt["semi"])
         _set_rng_state(gen, ckpt["rng"][rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
         history = ckpt["history"]
         start_epoch = ckpt["epoch"] + 1
@@ -521,9 +551,13 @@ def fit(config: TrainConfig, resume: bool = False, *,
     eval_policy = _eval_policy(config, points)
     probe = _memorisation_probe(train_set, device)
 
-    step = make_step(config, model, train_model, criterion, optimizer, scheduler, gen,
-                     amp=amp, channels_last=channels_last, augment=augment, state=policy_state,
-                     total_steps=config.epochs * len(batches))
+    if semi_run is not None:
+        step = semi_run.make_step(train_model, optimizer, scheduler, gen, amp=amp, channels_last=channels_last,
+                                  augment=augment)
+    else:
+        step = make_step(config, model, train_model, criterion, optimizer, scheduler, gen,
+                         amp=amp, channels_last=channels_last, augment=augment, state=policy_state,
+                         total_steps=config.epochs * len(batches))
 
     progress = None
     if config.progress and rank == 0:
@@ -565,7 +599,8 @@ def fit(config: TrainConfig, resume: bool = False, *,
                     row.update(metrics.memorisation(evaluate(model, probe[0], probe[1], amp=amp), probe[1], probe[2]))
             row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                    "train_loss": float(loss_sum) / max(1, steps), **row,
-                   "epoch_sec": train_sec, "images_per_sec": steps * config.batch_size / train_sec}
+                   "epoch_sec": train_sec, "images_per_sec": steps * config.batch_size / train_sec,
+                   **(semi_run.epoch_end() if semi_run is not None else {})}
             history.append(row)
             if writer:
                 save_checkpoint({
@@ -574,6 +609,7 @@ def fit(config: TrainConfig, resume: bool = False, *,
                     "criterion": criterion.state_dict(), "rng": _gather_rng(gen, world),
                     "history": history,
                     "policy_state": policy_state.state_dict() if policy_state is not None else None,
+                    "semi": semi_run.state_dict() if semi_run is not None else None,
                 }, out_dir / CHECKPOINT)
                 atomic_write_text(out_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
             elif world > 1:
@@ -587,6 +623,8 @@ def fit(config: TrainConfig, resume: bool = False, *,
     final = _final_metrics(model, eval_images, eval_labels, config, amp, metrics, hist, eval_policy, eval_masks)
     final.update(device=str(device), world_size=world,
                  params=sum(p.numel() for p in model.parameters()))
+    if semi_run is not None:
+        final.update(semi_run.final_metrics(hist))
     if writer:
         atomic_write_json(out_dir / "metrics.json", final)
     if policy_state is not None:

@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NB_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(p.name for p in NB_DIR.glob("*.ipynb"))
 FIRST = ["00_tour.ipynb", "01_mixed_samples.ipynb", "02_decision_boundaries.ipynb", "03_calibration.ipynb",
-         "04_top1_top2_mismatch.ipynb", "05_saliency.ipynb", "06_dm_loss.ipynb", "07_your_model.ipynb"]
+         "04_top1_top2_mismatch.ipynb", "05_saliency.ipynb", "06_dm_loss.ipynb", "07_your_model.ipynb",
+         "08_semi_supervised.ipynb"]
 CELL_TIMEOUT = 1800  # a cell may train the quick grid (minutes on a laptop CPU)
 
 

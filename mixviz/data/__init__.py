@@ -57,6 +57,7 @@ from mixviz.data.base import (
 )
 from mixviz.data.clutter import mask_area_stats
 from mixviz.data.noise import NOISE_KINDS, NOISE_OPTIONS, check_noise, corrupt_labels, with_label_noise
+from mixviz.data.subsets import labelled_subset
 
 __all__ = [
     "load",
@@ -72,6 +73,7 @@ __all__ = [
     "NOISE_KINDS",
     "corrupt_labels",
     "with_label_noise",
+    "labelled_subset",
 ]
 
 _OFFLINE: dict[str, Callable[..., InMemoryDataset]] = {

@@ -211,6 +211,10 @@ def _write_table(table: pd.DataFrame, path: Path) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    from mixviz.semi import experiments as semi_experiments
+
+    if args.preset in semi_experiments.SEMI_PRESETS:  # semi-supervised presets: methods x label counts x seeds
+        return semi_experiments.run_compare_command(args)
     p = preset(args.preset)
     overrides = {}
     if args.epochs is not None:

@@ -24,6 +24,9 @@ Each function draws inside :func:`mixviz.viz.style.theme` (seaborn
 :func:`sgd_trace_plot`         predictions over SGD steps under each loss
 :func:`memorisation_curves`    noisy labels memorised per epoch, per method
 :func:`dm_sweep`               DM minus mixup CE against the DM weight eta
+:func:`semi_curves`            pseudo-labels kept, their accuracy and test
+                               accuracy per epoch (semi-supervised runs)
+:func:`augmentation_views`     the same images under several augmentations
 =============================  ==============================================
 
 >>> import matplotlib; matplotlib.use("Agg")
@@ -48,6 +51,7 @@ from mixviz.viz.mismatch import mismatch_scatter, mismatch_scatter_from_reports
 from mixviz.viz.mixed_accuracy import final_mixed_accuracy, mixed_accuracy_plot
 from mixviz.viz.samples import mixed_samples_gallery, soft_label_text
 from mixviz.viz.saliency import saliency_grid
+from mixviz.viz.semi import augmentation_views, semi_curves
 from mixviz.viz.style import method_colors, theme
 from mixviz.viz.sweep import dm_sweep
 
@@ -80,4 +84,6 @@ __all__ = [
     "memorisation_curves",
     "seed_band",
     "dm_sweep",
+    "semi_curves",
+    "augmentation_views",
 ]
