@@ -171,7 +171,7 @@ PARTS = ("clutter", "toy")
 
 
 def collect(preset: str = "quick", runs_root: str | os.PathLike | None = None, *,
-            parts: Sequence[str] = PARTS, log: Callable[[str], Any] | None = print, jobs: int = 1) -> FigureRuns:
+            parts: Sequence[str] = PARTS, log: Callable[[str], Any] | None = print, jobs: int | None = None) -> FigureRuns:
     """Load (or train, once) every run the pictures of ``preset`` need.
 
     Args:
@@ -181,6 +181,8 @@ def collect(preset: str = "quick", runs_root: str | os.PathLike | None = None, *
             ``"toy"`` (MLPs on moons and spirals).
         log: called with one line per run (None: silent).
         jobs: worker processes that train the missing runs first
+            (None: :func:`mixviz.experiments.default_jobs`, 2 on a CPU-only
+            machine with two or more cores, else 1)
             (:func:`mixviz.experiments.train_cells`; 2 on a 2-core laptop);
             then every run is loaded from the store.
 
@@ -190,6 +192,9 @@ def collect(preset: str = "quick", runs_root: str | os.PathLike | None = None, *
     from mixviz.runs import is_finished, load_or_train, run_dir
 
     _preset(preset)
+    from mixviz.experiments import default_jobs
+
+    jobs = default_jobs() if jobs is None else jobs
     check_positive("jobs", jobs, integer=True)
     if isinstance(parts, str) or not parts:
         raise ValueError(f"parts must be a non-empty sequence of {', '.join(PARTS)}; got {parts!r}")
@@ -200,26 +205,26 @@ def collect(preset: str = "quick", runs_root: str | os.PathLike | None = None, *
         wanted += [("clutter", method_name(c), c) for c in clutter_configs(preset)]
     if "toy" in parts:
         wanted += [(dataset, name, c) for dataset, cs in toy_configs(preset).items() for name, c in cs.items()]
+    seconds: dict[int, float] = {}  # trained in worker processes: index in wanted -> seconds
     if jobs > 1:
         from mixviz.experiments import Cell, train_cells
 
-        missing = [Cell(group, name, c) for group, name, c in wanted if not is_finished(run_dir(c, runs_root))]
-
-        def trained(cell: Any, run: Any, seconds: float) -> None:
-            if log is not None:
-                log(f"trained {cell.regime} {cell.method} seed {cell.config.seed} in {seconds:.1f} s, "
-                    f"test acc {run.metrics['test_acc']:.3f}")
-
-        train_cells(missing, runs_root, jobs, trained)
+        missing = {i: Cell(group, name, c) for i, (group, name, c) in enumerate(wanted)
+                   if not is_finished(run_dir(c, runs_root))}
+        where = {id(cell): i for i, cell in missing.items()}
+        if len(missing) > 1:
+            train_cells(list(missing.values()), runs_root, jobs,
+                        lambda cell, run, took: seconds.__setitem__(where[id(cell)], took))
     out = FigureRuns(preset=preset)
     first_seed = min((c.seed for _, _, c in wanted if c.dataset == "clutter"), default=0)
-    for i, (group, name, config) in enumerate(wanted, 1):
+    for i, (group, name, config) in enumerate(wanted):
         stored = is_finished(run_dir(config, runs_root))
         t0 = time.perf_counter()
         run = load_or_train(config, runs_root)
         if log is not None:
-            log(f"[{i}/{len(wanted)}] {group} {name} seed {config.seed}: "
-                f"{'loaded' if stored else 'trained'} in {time.perf_counter() - t0:.1f} s, "
+            took = seconds.get(i, time.perf_counter() - t0)
+            done = "loaded" if stored and i not in seconds else "trained"
+            log(f"[{i + 1}/{len(wanted)}] {group} {name} seed {config.seed}: {done} in {took:.1f} s, "
                 f"test acc {run.metrics['test_acc']:.3f}")
         if group == "clutter":
             out.clutter_all.append(run)
@@ -382,7 +387,7 @@ def register_command(sub: Any) -> None:
                         "5 seeds of every method. Default: %(default)s")
     p.add_argument("--out", default="figures", help="output directory. Default: %(default)s")
     p.add_argument("--runs", default=None, help="root of the run store (default runs/ or $MIXVIZ_RUNS)")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="worker processes that train the missing runs (each with threads/jobs threads; 2 is faster "
-                        "on a 2-core laptop). Default: %(default)s")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="worker processes that train the missing runs (each with threads/jobs threads). Default: 2 "
+                        "on a CPU-only machine with two or more cores, else 1")
     p.set_defaults(func=_cmd_figures)

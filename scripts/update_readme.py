@@ -5,6 +5,9 @@ replaced by the content of its source file:
 
     results   results/full/summary.md and its accuracy_vs_time_*.png plots
               (mixviz compare --preset full)
+    sweep     results/dm-sweep/sweep.md and dm_sweep.png (mixviz compare --preset dm-sweep)
+    semi      results/semi/summary.md, semi_curves.png and cost.md (mixviz compare --preset semi)
+    regimes   results/regimes/README.md (python scripts/regime_search.py table)
     bench     benchmarks/results/*.md           (python benchmarks/bench_*.py, mixviz bench,
                                                  mixviz doctor --out benchmarks/results/doctor*.md)
 
@@ -33,6 +36,26 @@ def _results(folder: Path) -> str | None:
     images = [f"![test accuracy against seconds per epoch, {p.stem.removeprefix('accuracy_vs_time_')}]"
               f"({p.relative_to(ROOT).as_posix()})" for p in plots]
     return "\n\n".join([summary, *images])
+
+
+def _with_figure(folder: Path, table: str, figure: str, alt: str, *more: str) -> str | None:
+    """A results table, its figure, then further files of the same folder."""
+    text = _read(folder / table)
+    if text is None:
+        return None
+    parts = [text]
+    if (folder / figure).exists():
+        parts.append(f"![{alt}]({(folder / figure).relative_to(ROOT).as_posix()})")
+    parts += [t for t in (_read(folder / name) for name in more) if t]
+    return "\n\n".join(parts)
+
+
+def _without_title(text: str | None) -> str | None:
+    """A file's text without its ``# `` title line."""
+    if text is None:
+        return None
+    lines = text.splitlines()
+    return "\n".join(lines[1:]).strip() if lines and lines[0].startswith("# ") else text
 
 
 def _demote(text: str) -> str:
@@ -80,6 +103,11 @@ def sources() -> dict[str, str | None]:
             bench.append(f"### {title}\n\n{_demote(text)}")
     return {
         "results": _results(ROOT / "results" / "full"),
+        "sweep": _with_figure(ROOT / "results" / "dm-sweep", "sweep.md", "dm_sweep.png",
+                              "DM minus mixup CE against eta"),
+        "semi": _with_figure(ROOT / "results" / "semi", "summary.md", "semi_curves.png",
+                             "pseudo-labels kept, their accuracy and test accuracy per epoch", "cost.md"),
+        "regimes": _without_title(_read(ROOT / "results" / "regimes" / "README.md")),
         "bench": "\n\n".join(bench) or None,
     }
 

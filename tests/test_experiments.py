@@ -745,6 +745,24 @@ def test_sweep_table_pairs_each_dm_strength_with_the_mixup_ce():
         experiments.sweep_table(hand_results())
 
 
+def test_sweep_rows_get_their_table_and_figure(tmp_path):
+    from PIL import Image
+
+    results = sweep_results()
+    experiments.write_summary(results, tmp_path)
+    sweep = pd.read_csv(tmp_path / "sweep.csv")
+    assert list(zip(sweep.eta, sweep["mode"])) == [(0.1, "both"), (1.0, "less")]
+    assert (tmp_path / "sweep.md").read_text() == experiments.sweep_markdown(experiments.sweep_table(results))
+    paths = experiments.write_plots(results, tmp_path)
+    assert [p.name for p in paths] == ["accuracy_vs_time_noisy.png", "dm_sweep.png"]
+    with Image.open(tmp_path / "dm_sweep.png") as img:
+        assert img.format == "PNG" and img.mode == "P"
+    # without sweep rows: neither file
+    other = tmp_path / "plain"
+    experiments.write_summary(hand_results(), other)
+    assert not (other / "sweep.md").exists() and not (other / "sweep.csv").exists()
+
+
 def test_method_seeds_give_some_methods_more_seeds():
     p = Preset("t", "", bases={"moons": MOONS_BASE}, policies=("none", "mixup"), seeds=(0,),
                method_seeds={"none+ce": (0, 1, 2), "mixup+mixup_ce": (0, 1, 2)})

@@ -11,6 +11,7 @@
 from mixviz.experiments.compare import (
     RESULT_COLUMNS,
     compare,
+    default_jobs,
     register_command,
     result_row,
     train_cells,
@@ -50,6 +51,6 @@ from mixviz.experiments.tables import (
 
 __all__ = ["Preset", "Variant", "Cell", "PRESETS", "POLICIES", "CIFAR_ALPHA", "SWEEP_ETAS", "SWEEP_MODES", "preset",
            "methods", "method_config", "method_label", "cells", "grid", "dm_sweep_variants", "RESULT_COLUMNS",
-           "result_row", "compare", "train_cells", "write_plots", "write_summary", "register_command",
+           "result_row", "compare", "default_jobs", "train_cells", "write_plots", "write_summary", "register_command",
            "SUMMARY_METRICS", "EFFECT_METRICS", "kind_of", "summarize", "paired_effects", "summary_markdown",
            "effects_markdown", "headline", "sweep_table", "sweep_markdown", "SWEEP_METRICS"]

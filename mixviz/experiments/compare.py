@@ -24,10 +24,10 @@ import pandas as pd
 
 from mixviz._validation import check_frame, check_positive
 from mixviz.experiments.presets import PRESETS, Cell, Preset, cells, options_text, preset
-from mixviz.experiments.tables import paired_effects, summarize, summary_markdown
+from mixviz.experiments.tables import paired_effects, summarize, summary_markdown, sweep_markdown, sweep_table
 from mixviz.ioutil import atomic_write_text
 
-__all__ = ["RESULT_COLUMNS", "result_row", "compare", "train_cells", "write_plots", "register_command"]
+__all__ = ["RESULT_COLUMNS", "result_row", "compare", "default_jobs", "train_cells", "write_plots", "register_command"]
 
 RESULT_COLUMNS = ["regime", "dataset", "model", "method", "policy", "loss", "seed", "test_acc", "ece", "nll",
                   "mixed_top1", "mixed_top2", "cutmix_top2_both", "cutmix_top2_one", "mixup_top2_both",
@@ -75,6 +75,16 @@ class _Stored:
 
     def __init__(self, config: Any, metrics: dict[str, Any]) -> None:
         self.config, self.metrics = config, metrics
+
+
+def default_jobs() -> int:
+    """Training processes for missing runs: 2 on a CPU-only machine with at
+    least two cores (two one-thread processes train these small models
+    faster than one two-thread process: a step is many small operations),
+    else 1 (one GPU, one process)."""
+    import torch
+
+    return 2 if not torch.cuda.is_available() and (os.cpu_count() or 1) >= 2 else 1
 
 
 def train_cells(todo: Sequence[Cell], runs_root: str | os.PathLike | None, jobs: int,
@@ -170,14 +180,24 @@ def compare(p: Preset | str, out: str | os.PathLike, *, resume: bool = False,
     return results
 
 
+def _has_sweep(results: pd.DataFrame) -> bool:
+    return "method" in results and bool(results["method"].astype(str).str.contains(" eta=", regex=False).any())
+
+
 def write_summary(results: pd.DataFrame, out: str | os.PathLike) -> pd.DataFrame:
-    """``summary.csv``, ``effects.csv`` and ``summary.md`` of ``results`` in ``out``."""
+    """``summary.csv``, ``effects.csv`` and ``summary.md`` of ``results`` in
+    ``out``; with DM sweep rows (the ``dm-sweep`` preset) also ``sweep.csv``
+    and ``sweep.md`` (:func:`mixviz.experiments.sweep_table`)."""
     out = Path(out)
     summary = summarize(results)
     effects = paired_effects(results)
     _write_table(summary, out / "summary.csv")
     _write_table(effects, out / "effects.csv")
     atomic_write_text(out / "summary.md", summary_markdown(summary, effects))
+    if _has_sweep(results):
+        sweep = sweep_table(results)
+        _write_table(sweep, out / "sweep.csv")
+        atomic_write_text(out / "sweep.md", sweep_markdown(sweep))
     return summary
 
 
@@ -197,6 +217,13 @@ def write_plots(results: pd.DataFrame, out: str | os.PathLike) -> list[Path]:
         fig = viz.method_comparison(table.reset_index(drop=True))
         try:
             paths.append(viz.save(fig, Path(out) / f"accuracy_vs_time_{regime}.png", dpi=110, colors=256))
+        finally:
+            plt.close(fig)
+    if _has_sweep(results):
+        sweep = sweep_table(results)
+        fig = viz.dm_sweep(sweep, [m for m in ("test_acc", "ece", "memorised", "mixed_top2") if m in sweep])
+        try:
+            paths.append(viz.save(fig, Path(out) / "dm_sweep.png", dpi=110, colors=256))
         finally:
             plt.close(fig)
     return paths
@@ -243,8 +270,11 @@ def register_command(sub: Any) -> None:
                     "in each of its regimes through the run store, so finished runs are reused, and write "
                     "results.csv (one row per run), summary.csv, effects.csv and summary.md (mean ± 95 %% interval "
                     "over seeds, and paired per-seed differences).")
-    p.add_argument("--preset", default="quick", choices=list(PRESETS),
-                   help="; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()).replace("%", "%%"))
+    from mixviz.semi.experiments import SEMI_PRESETS
+
+    presets = {**PRESETS, **SEMI_PRESETS}
+    p.add_argument("--preset", default="quick", choices=list(presets),
+                   help="; ".join(f"{k}: {v.description}" for k, v in presets.items()).replace("%", "%%"))
     p.add_argument("--out", default=None, help="output directory (default results/<preset>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted grid in --out")
     p.add_argument("--runs", default=None, help="root of the run store (default runs/ or $MIXVIZ_RUNS)")

@@ -191,7 +191,7 @@ def summary_markdown(summary: pd.DataFrame, effects: pd.DataFrame | None = None)
 
 
 #: Metrics of the DM strength sweep (paired DM minus mixup CE).
-SWEEP_METRICS = ("test_acc", "ece", "mixed_top1", "mixed_top2", "cutmix_top2_both", "mixup_top2_both")
+SWEEP_METRICS = ("test_acc", "ece", "memorised", "mixed_top1", "mixed_top2", "cutmix_top2_both", "mixup_top2_both")
 
 
 def sweep_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -231,7 +231,7 @@ def sweep_table(results: pd.DataFrame) -> pd.DataFrame:
 def sweep_markdown(table: pd.DataFrame) -> str:
     """:func:`sweep_table` as Markdown: one table per (regime, policy), DM minus
     mixup CE in points with 95 % intervals (``*``: the interval excludes 0)."""
-    titles = {"test_acc": "test acc", "ece": "ECE", "mixed_top1": "mixed Top-1", "mixed_top2": "mixed Top-2",
+    titles = {"test_acc": "test acc", "ece": "ECE", "memorised": "memorised noisy labels", "mixed_top1": "mixed Top-1", "mixed_top2": "mixed Top-2",
               "cutmix_top2_both": "Top-2 both visible (CutMix)", "mixup_top2_both": "Top-2 both visible (mixup)"}
     cols = [m for m in SWEEP_METRICS if m in table.columns and table[m].notna().any()]
     parts = []

@@ -148,14 +148,25 @@ def _history(method: str, run: Any) -> pd.DataFrame:
 
 def collect_semi(p: SemiPreset | str, runs_root: str | os.PathLike | None = None, *,
                  seeds: tuple[int, ...] | None = None, labels_per_class: tuple[int, ...] | None = None,
-                 methods: tuple[str, ...] | None = None, log: Any = None,
+                 methods: tuple[str, ...] | None = None, log: Any = None, jobs: int | None = None,
                  **overrides: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(results, histories)`` of the grid from the run store, training what
-    is missing (what notebooks call; writes no result files)."""
-    from mixviz.runs import config_id, load_or_train
+    is missing (what notebooks call; writes no result files).  ``jobs``:
+    worker processes for the missing runs (None: 2 on a CPU-only machine with
+    two or more cores, :func:`mixviz.experiments.default_jobs`)."""
+    from mixviz.experiments import default_jobs
+    from mixviz.runs import config_id, is_finished, load_or_train, run_dir
 
     rows, histories = [], []
     grid = semi_grid(p, seeds=seeds, labels_per_class=labels_per_class, methods=methods, **overrides)
+    jobs = default_jobs() if jobs is None else jobs
+    check_positive("jobs", jobs, integer=True)
+    missing = [(m, c) for m, c in grid if not is_finished(run_dir(c, runs_root))]
+    if jobs > 1 and len(missing) > 1:
+        from mixviz.experiments import Cell, train_cells
+
+        train_cells([Cell(f"{c.labels_per_class} labels per class", m, c) for m, c in missing], runs_root, jobs,
+                    lambda cell, run, seconds: None)
     for i, (method, config) in enumerate(grid, 1):
         run = load_or_train(config, runs_root)
         rows.append(_row(method, run, config_id(config)))
