@@ -318,8 +318,7 @@ def make_figures(runs: FigureRuns, out: str | os.PathLike, *, log: Callable[[str
     say(f"calibration, Top-1/Top-2, curves, comparison: {time.perf_counter() - t0:.1f} s")
 
     t0 = time.perf_counter()
-    trained = {r.config.policy for r in clutter.values()}
-    all_policies = [p for p in _registry_policies() if p != "none" and (p in trained or not _learns(p))]
+    all_policies = analysis.mixable_policies(clutter)
     reports = analysis.mismatch_reports(images, labels, masks, all_policies,
                                         models=analysis.dynamic_models(clutter, all_policies))
     _save(viz.mismatch_scatter_from_reports(reports, share_threshold=MISMATCH_SHARE,
@@ -339,22 +338,6 @@ def make_figures(runs: FigureRuns, out: str | os.PathLike, *, log: Callable[[str
     written["summary.json"] = atomic_write_json(out / "summary.json", s)
     written["summary.md"] = atomic_write_text(out / "summary.md", summary_markdown(s))
     return written
-
-
-def _registry_policies() -> list[str]:
-    from mixviz.mixing import available
-
-    return list(available())
-
-
-def _learns(policy: str) -> bool:
-    """The policy has a learned state (AutoMix): it can only mix with a run of its own."""
-    from mixviz.mixing import policy_info
-
-    return policy_info(policy).state is not None
-
-
-# --------------------------------------------------------------------------- the command
 
 
 def _cmd_figures(args: argparse.Namespace) -> int:

@@ -27,3 +27,29 @@ def runs_root(tmp_path, monkeypatch):
 
 def pytest_configure(config):
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+class Crash(RuntimeError):
+    """Raised by :func:`crashed_and_resumed`'s step hook: the 'crash' of a run."""
+
+
+@pytest.fixture
+def crashed_and_resumed():
+    """``run(config, out_dir, epoch=1, step=2)``: fit ``config`` into
+    ``out_dir``, crash it at ``step`` of ``epoch`` (0-based epoch), check that
+    the crash happened, then resume it and return the resumed Run."""
+    from dataclasses import replace
+
+    from mixviz.train import fit
+
+    def run(config, out_dir, epoch=1, step=2):
+        def crash(e, s):
+            if e == epoch and s == step:
+                raise Crash
+
+        broken = replace(config, out_dir=str(out_dir))
+        with pytest.raises(Crash):
+            fit(broken, on_step=crash)
+        return fit(broken, resume=True)
+
+    return run

@@ -426,3 +426,19 @@ def test_visible_pair_accuracy(tiny, resnet):
             assert row[key] == pytest.approx(value)
     assert row["n_both"] + row["n_one"] <= int((mixed.y_a != mixed.y_b).sum())
     assert row["n_both"] > 0 and row["n_one"] > 0  # CutMix hides one object of some pairs, not of others
+
+
+def test_mixable_policies_leave_out_a_learned_policy_without_its_run():
+    from mixviz import mixing
+
+    net = nn.Linear(2, 2)
+    every = [p for p in mixing.available() if p != "none"]
+    learned = [p for p in every if mixing.policy_info(p).state is not None]
+    assert learned == ["automix"]
+    assert analysis.mixable_policies({"none+ce": net}) == [p for p in every if p not in learned]
+    assert analysis.mixable_policies({"automix+mixup_ce": net}) == every
+    assert analysis.mixable_policies({}, ["cutmix", "automix"]) == ["cutmix"]
+    with pytest.raises(TypeError, match="policies must be a sequence"):
+        analysis.mixable_policies({}, "cutmix")
+    with pytest.raises(TypeError, match="models must be a dict"):
+        analysis.mixable_policies([net])

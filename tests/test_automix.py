@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -292,9 +291,6 @@ def test_the_default_feature_layer_is_8x8_at_32_pixels():
 # --------------------------------------------------------------------------- training
 
 
-class _Crash(RuntimeError):
-    pass
-
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -318,17 +314,9 @@ def test_fit_trains_the_mixer_end_to_end(trained):
     assert set(ckpt["policy_state"]) == set(state.state_dict())
 
 
-def test_exact_resume_restores_the_mixer(trained, tmp_path):
+def test_exact_resume_restores_the_mixer(trained, tmp_path, crashed_and_resumed):
     config, unbroken, _ = trained
-
-    def crash(epoch, step):
-        if epoch == 1 and step == 2:
-            raise _Crash
-
-    broken = replace(config, out_dir=str(tmp_path / "b"))
-    with pytest.raises(_Crash):
-        fit(broken, on_step=crash)
-    resumed = fit(broken, resume=True)
+    resumed = crashed_and_resumed(config, tmp_path / "b")
     for part in ("model", "policy_state", "criterion"):
         a, b = getattr(unbroken, part).state_dict(), getattr(resumed, part).state_dict()
         assert a.keys() == b.keys()

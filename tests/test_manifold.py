@@ -277,24 +277,12 @@ def test_gallery_says_the_mixing_is_inside_the_network():
 # --------------------------------------------------------------------------- training
 
 
-class _Crash(RuntimeError):
-    pass
-
-
-def test_fit_with_dm_and_exact_resume(tmp_path):
+def test_fit_with_dm_and_exact_resume(tmp_path, crashed_and_resumed):
     config = TrainConfig(**{**TINY, "policy": "manifold", "loss": "dm", "alpha": 2.0})
     unbroken = fit(replace(config, out_dir=str(tmp_path / "a")))
     assert np.isfinite(unbroken.history["train_loss"]).all()
     assert 0.0 <= unbroken.metrics["mixed_top1"] <= 1.0
-
-    def crash(epoch, step):
-        if epoch == 1 and step == 2:
-            raise _Crash
-
-    broken = replace(config, out_dir=str(tmp_path / "b"))
-    with pytest.raises(_Crash):
-        fit(broken, on_step=crash)
-    resumed = fit(broken, resume=True)
+    resumed = crashed_and_resumed(config, tmp_path / "b")
     for (name, a), (_, b) in zip(unbroken.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), name
     assert resumed.history["train_loss"].tolist() == unbroken.history["train_loss"].tolist()

@@ -46,7 +46,7 @@ from mixviz.analysis.attribution import (SALIENCY_METHODS, saliency_by_kind, sal
                                          with_last_conv)
 from mixviz.analysis.evaluation import (boundary_grids, boundary_notes, calibration, logits_of, memorisation,
                                         mismatch_reports, mixed_accuracy, visible_pair_accuracy)
-from mixviz.analysis.mixed import (LAM_POLICIES, dynamic_models, fixed_mixed_batch, gallery_batches, mix_at_lam,
+from mixviz.analysis.mixed import (LAM_POLICIES, dynamic_models, mixable_policies, fixed_mixed_batch, gallery_batches, mix_at_lam,
                                    pick_mixed_sample, visible_objects)
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "mix_at_lam",
     "gallery_batches",
     "dynamic_models",
+    "mixable_policies",
     "visible_objects",
     "pick_mixed_sample",
     "calibration",

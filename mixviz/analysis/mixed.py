@@ -129,6 +129,22 @@ def dynamic_models(models: Mapping[str, Any], policies: Sequence[str]) -> dict[s
     return out
 
 
+def mixable_policies(models: Mapping[str, Any], policies: Sequence[str] | None = None) -> list[str]:
+    """The mixing policies of ``policies`` (default: every registered one but
+    ``"none"``) that :func:`dynamic_models` can serve from ``models``
+    (``{method: module or Run}``): every policy without a learned state, and a
+    learned one (AutoMix) only when ``models`` holds one of its runs."""
+    from mixviz.mixing import available, policy_info
+
+    if not isinstance(models, Mapping):
+        raise TypeError(f"models must be a dict {{method: module or Run}}, got {type(models).__name__}")
+    if isinstance(policies, str):
+        raise TypeError("policies must be a sequence of policy names, not a str")
+    names = [p for p in available() if p != "none"] if policies is None else list(policies)
+    return [p for p in names
+            if policy_info(p).state is None or any(m.startswith(f"{p}+") for m in models)]
+
+
 def gallery_batches(images: torch.Tensor, labels: torch.Tensor, policies: Sequence[str], *,
                     models: Mapping[str, torch.nn.Module] | None = None, seed: int = EVAL_SEED,
                     alpha: float = EVAL_ALPHA) -> dict[str, MixedBatch]:

@@ -237,29 +237,41 @@ def _write_table(table: pd.DataFrame, path: Path) -> None:
 # the command
 
 
+def command_settings(args: argparse.Namespace, name: str) -> tuple[dict[str, Any], tuple[int, ...] | None, str]:
+    """What every ``mixviz compare`` takes from its options, whatever the
+    preset: the config overrides (``--epochs``, ``--device``), the seeds
+    (``--seeds N``: 0..N-1) and the output folder (default results/<name>)."""
+    overrides: dict[str, Any] = {}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    if args.device is not None:
+        overrides["device"] = args.device
+    seeds = tuple(range(args.seeds)) if args.seeds is not None else None
+    return overrides, seeds, args.out or f"results/{name}"
+
+
+def report_outcome(results: pd.DataFrame, out: str | os.PathLike, empty: str) -> int:
+    """Print the summary a comparison wrote in ``out`` (or ``empty`` when it ran nothing)."""
+    if results.empty:
+        print(f"the grid is empty ({empty}): nothing was run or written")
+        return 0
+    print((Path(out) / "summary.md").read_text())
+    print(f"results in {out}/results.csv, summary in {out}/summary.md")
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from mixviz.semi import experiments as semi_experiments
 
     if args.preset in semi_experiments.SEMI_PRESETS:  # semi-supervised presets: methods x label counts x seeds
         return semi_experiments.run_compare_command(args)
     p = preset(args.preset)
-    overrides = {}
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    if args.device is not None:
-        overrides["device"] = args.device
-    seeds = tuple(range(args.seeds)) if args.seeds is not None else None
-    out = args.out or f"results/{p.name}"
+    overrides, seeds, out = command_settings(args, p.name)
     results = compare(p, out, resume=args.resume, runs_root=args.runs, seeds=seeds,
                       policies=tuple(args.policies) if args.policies else None,
                       datasets=tuple(args.datasets) if args.datasets else None,
                       regimes=tuple(args.regimes) if args.regimes else None, jobs=args.jobs, **overrides)
-    if results.empty:
-        print("the grid is empty (no seeds, policies, data sets or regimes selected): nothing was run or written")
-        return 0
-    print((Path(out) / "summary.md").read_text())
-    print(f"results in {out}/results.csv, summary in {out}/summary.md")
-    return 0
+    return report_outcome(results, out, "no seeds, policies, data sets or regimes selected")
 
 
 def register_command(sub: Any) -> None:

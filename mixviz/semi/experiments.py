@@ -351,20 +351,11 @@ def run_compare_command(args: Any) -> int:
     ``--device`` and ``--jobs``."""
     p = semi_preset(args.preset)
     if getattr(args, "policies", None) or getattr(args, "datasets", None) or getattr(args, "regimes", None):
-        raise ValueError(f"--policies, --datasets and --regimes do not apply to the semi-supervised preset {p.name!r} "
-                         f"(its methods: {', '.join(p.methods)})")
-    overrides: dict[str, Any] = {}
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    if args.device is not None:
-        overrides["device"] = args.device
-    seeds = tuple(range(args.seeds)) if args.seeds is not None else None
-    out = args.out or f"results/{p.name}"
+        raise ValueError(f"--policies, --datasets and --regimes do not apply to the semi-supervised preset "
+                         f"{p.name!r} (its methods: {', '.join(p.methods)})")
+    from mixviz.experiments.compare import command_settings, report_outcome
+
+    overrides, seeds, out = command_settings(args, p.name)
     results = compare_semi(p, out, resume=args.resume, runs_root=args.runs, seeds=seeds,
                            jobs=getattr(args, "jobs", 1), **overrides)
-    if results.empty:
-        print("the grid is empty (no seeds selected): nothing was run or written")
-        return 0
-    print((Path(out) / "summary.md").read_text())
-    print(f"results in {out}/results.csv, summary in {out}/summary.md")
-    return 0
+    return report_outcome(results, out, "no seeds selected")
