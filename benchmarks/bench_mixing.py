@@ -13,7 +13,7 @@ the median per call over rounds, and ratios are medians of the per-round
 ratios, which keeps them fair when other processes share the CPU; the CutMix
 comparison also gives the best (least disturbed) round of each.
 
-    python benchmarks/bench_mixing.py [--rounds 15] [--threads 1] [--only puzzlemix]
+    python benchmarks/bench_mixing.py [--rounds 15] [--threads 1] [--only puzzlemix|automix]
 
 Prints Markdown tables and writes them to benchmarks/results/mixing.md.
 """
@@ -277,7 +277,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--only", choices=["puzzlemix"], default=None,
+    ap.add_argument("--only", choices=["puzzlemix", "automix"], default=None,
                     help="run only this section and print it (the results file is left alone)")
     ap.add_argument("--device", default="cpu",
                     help="device of the PuzzleMix section with --only puzzlemix (e.g. cuda); default: %(default)s")
@@ -308,6 +308,15 @@ def main() -> None:
                     "The saliency pass is one forward and an input-only backward of the network; adv_p adds no "
                     "pass, clean_lam back-propagates that pass into the weights. `--only puzzlemix --device "
                     "cuda` prints this section for a GPU.", ""]
+    learned_intro = ["## AutoMix and Manifold Mixup against the mixup step", "",
+                     "The training step of `mixviz.train.make_step` (random crop + flip, mix, forward, mixup CE "
+                     "plus the policy's own losses, backward, SGD step, AutoMix's EMA update), alpha 2, and the "
+                     "parts of AutoMix's step timed alone, all in one interleaved run.", ""]
+    if args.only == "automix":
+        lines, _ = learned_table(args.rounds)
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s)\n")
+        print("\n".join(learned_intro + lines))
+        return
     if args.only == "puzzlemix":
         lines, _ = puzzlemix_tables(puzzle_rounds, args.device)
         print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s)\n")
@@ -326,10 +335,7 @@ def main() -> None:
     lines, _ = puzzlemix_tables(puzzle_rounds)
     sections += [*puzzle_intro, *lines, ""]
     lines, _ = learned_table(args.rounds)
-    sections += ["## AutoMix and Manifold Mixup against the mixup step", "",
-                 "The training step of `mixviz.train.make_step` (random crop + flip, mix, forward, mixup CE plus "
-                 "the policy's own losses, backward, SGD step, AutoMix's EMA update), alpha 2, and the parts of "
-                 "AutoMix's step timed alone, all in one interleaved run.", "", *lines, ""]
+    sections += [*learned_intro, *lines, ""]
     text = "\n".join(header + sections)
     print(text)
     try:

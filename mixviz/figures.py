@@ -213,8 +213,13 @@ def collect(preset: str = "quick", runs_root: str | os.PathLike | None = None, *
                    if not is_finished(run_dir(c, runs_root))}
         where = {id(cell): i for i, cell in missing.items()}
         if len(missing) > 1:
-            train_cells(list(missing.values()), runs_root, jobs,
-                        lambda cell, run, took: seconds.__setitem__(where[id(cell)], took))
+            def trained(cell: Any, run: Any, took: float) -> None:
+                seconds[where[id(cell)]] = took
+                if log is not None:
+                    log(f"trained {cell.regime} {cell.method} seed {cell.config.seed} in {took:.1f} s "
+                        f"({len(seconds)}/{len(missing)}, {jobs} at a time)")
+
+            train_cells(list(missing.values()), runs_root, jobs, trained)
     out = FigureRuns(preset=preset)
     first_seed = min((c.seed for _, _, c in wanted if c.dataset == "clutter"), default=0)
     for i, (group, name, config) in enumerate(wanted):

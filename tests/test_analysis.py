@@ -87,9 +87,9 @@ def test_arrows_point_one_way():
 
 
 def test_modules_stay_small():
-    mine = [PACKAGE / "figures.py", *(PACKAGE / "analysis").glob("*.py"), *(PACKAGE / "viz").glob("*.py")]
-    sizes = {p.name: len(p.read_text().splitlines()) for p in mine}
-    assert max(sizes.values()) <= 500, sizes
+    """No module of the package grows past about 500 lines (split it by job when one does)."""
+    sizes = {str(p.relative_to(PACKAGE)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
+    assert len(sizes) > 50 and max(sizes.values()) <= 520, {k: v for k, v in sizes.items() if v > 520}
 
 
 # --------------------------------------------------------------------------- models in, names out

@@ -109,11 +109,14 @@ def test_an_empty_section_is_filled(capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_the_real_readme_has_both_sections_and_stays_put_without_sources():
+NONE = {"results": None, "sweep": None, "semi": None, "regimes": None, "bench": None}
+
+
+def test_the_real_readme_has_every_section_and_stays_put_without_sources():
     text = (SCRIPT.parent.parent / "README.md").read_text()
-    for name in ("results", "bench"):
+    for name in NONE:
         assert section(text, name) is not None, name
-    assert ur.update(text, {"results": None, "bench": None}) == text
+    assert ur.update(text, NONE) == text
     once = ur.update(text, {"results": "R", "bench": "B"})
     assert ur.update(once, {"results": "R", "bench": "B"}) == once
 
@@ -132,10 +135,10 @@ def make_tree(root: Path, *, summary=None, plots=(), bench=None):
 def test_sources_without_files_are_none(tmp_path, monkeypatch):
     monkeypatch.setattr(ur, "ROOT", tmp_path)
     make_tree(tmp_path)
-    assert ur.sources() == {"results": None, "bench": None}
+    assert ur.sources() == NONE
     # an empty benchmark file counts as missing
     (tmp_path / "benchmarks" / "results" / "loop.md").write_text("\n\n")
-    assert ur.sources() == {"results": None, "bench": None}
+    assert ur.sources() == NONE
 
 
 def test_sources_read_summary_plots_and_benchmarks(tmp_path, monkeypatch):
@@ -147,11 +150,27 @@ def test_sources_read_summary_plots_and_benchmarks(tmp_path, monkeypatch):
         "results": "**clutter** table\n\n"
                    "![test accuracy against seconds per epoch, clutter](results/full/accuracy_vs_time_clutter.png)\n\n"
                    "![test accuracy against seconds per epoch, digits](results/full/accuracy_vs_time_digits.png)",
+        "sweep": None, "semi": None, "regimes": None,
         "bench": "### Mixing policies\n\nA\n\n### Training step per method\n\nD",
     }
     # plots without a summary: the section is not generated
     (tmp_path / "results" / "full" / "summary.md").unlink()
     assert ur.sources()["results"] is None
+
+
+def test_sweep_semi_and_regime_sections(tmp_path, monkeypatch):
+    monkeypatch.setattr(ur, "ROOT", tmp_path)
+    make_tree(tmp_path)
+    for folder, files in (("dm-sweep", {"sweep.md": "SW\n", "dm_sweep.png": "png"}),
+                          ("semi", {"summary.md": "SE\n", "cost.md": "C\n"}),
+                          ("regimes", {"README.md": "# The regime search\n\nRG\n"})):
+        (tmp_path / "results" / folder).mkdir(parents=True)
+        for name, text in files.items():
+            (tmp_path / "results" / folder / name).write_text(text)
+    got = ur.sources()
+    assert got["sweep"] == "SW\n\n![DM minus mixup CE against eta](results/dm-sweep/dm_sweep.png)"
+    assert got["semi"] == "SE\n\nC"           # no figure file: no image line
+    assert got["regimes"] == "RG"               # its title line is dropped under the README's heading
 
 
 def test_main_writes_the_readme_once(tmp_path, monkeypatch, capsys):

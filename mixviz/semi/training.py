@@ -225,7 +225,8 @@ class SemiTraining:
                   gen: torch.Generator, *, amp: bool, channels_last: bool,
                   augment: bool) -> Callable[[Any, torch.Tensor], torch.Tensor]:
         """``step((x_l, x_u), y_l) -> loss`` (detached, no host sync)."""
-        from mixviz.train import _as_float, _maybe_channels_last
+        from mixviz.batches import _as_float
+        from mixviz.train import _maybe_channels_last
 
         config, device_type = self.config, next(self.model.parameters()).device.type
         padding = crop_padding(self.size)
