@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mixviz
+from mixviz.ioutil import atomic_write_text
 from _timing import best_ratio, interleaved, median_ms, ratio  # benchmarks/_timing.py
 from mixviz import mixing
 
@@ -312,10 +313,14 @@ def main() -> None:
                      "The training step of `mixviz.train.make_step` (random crop + flip, mix, forward, mixup CE "
                      "plus the policy's own losses, backward, SGD step, AutoMix's EMA update), alpha 2, and the "
                      "parts of AutoMix's step timed alone, all in one interleaved run.", ""]
-    if args.only == "automix":
+    if args.only == "automix":  # also kept in benchmarks/results/learned.md
         lines, _ = learned_table(args.rounds)
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s)\n")
-        print("\n".join(learned_intro + lines))
+        text = "\n".join(["# AutoMix and Manifold Mixup: cost per training step", "",
+                          f"CPU `{platform.processor() or platform.machine()}`, torch {torch.__version__}, "
+                          f"{torch.get_num_threads()} thread(s), {args.rounds} interleaved rounds. Regenerate with "
+                          f"`python benchmarks/bench_mixing.py --only automix`.", "", *learned_intro[2:], *lines, ""])
+        print(text)
+        atomic_write_text(args.out.parent / "learned.md", text)
         return
     if args.only == "puzzlemix":
         lines, _ = puzzlemix_tables(puzzle_rounds, args.device)
@@ -338,13 +343,7 @@ def main() -> None:
     sections += [*learned_intro, *lines, ""]
     text = "\n".join(header + sections)
     print(text)
-    try:
-        from mixviz.ioutil import atomic_write_text
-    except ImportError:  # pragma: no cover
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-    else:
-        atomic_write_text(args.out, text)
+    atomic_write_text(args.out, text)
     print(f"wrote {args.out}")
 
 

@@ -91,7 +91,8 @@ def _doctor(path: Path) -> str | None:
 def sources() -> dict[str, str | None]:
     bench = []
     results = ROOT / "benchmarks" / "results"
-    for name, title in (("mixing.md", "Mixing policies"), ("losses.md", "Losses"), ("loop.md", "Training loop"),
+    for name, title in (("mixing.md", "Mixing policies"), ("learned.md", "Learned and hidden-layer mixing"),
+                        ("losses.md", "Losses"), ("loop.md", "Training loop"),
                         ("methods.md", "Training step per method")):
         text = _read(results / name)
         if text:
