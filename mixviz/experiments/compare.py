@@ -221,7 +221,8 @@ def write_plots(results: pd.DataFrame, out: str | os.PathLike) -> list[Path]:
             plt.close(fig)
     if _has_sweep(results):
         sweep = sweep_table(results)
-        fig = viz.dm_sweep(sweep, [m for m in ("test_acc", "ece", "memorised", "mixed_top2") if m in sweep])
+        fig = viz.dm_sweep(sweep, [m for m in ("test_acc", "ece", "memorised", "mixed_top2", "cutmix_top2_both")
+                                   if m in sweep and sweep[m].notna().any()])
         try:
             paths.append(viz.save(fig, Path(out) / "dm_sweep.png", dpi=110, colors=256))
         finally:
