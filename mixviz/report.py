@@ -157,9 +157,11 @@ def summary_markdown(s: Mapping[str, Any]) -> str:
                   "Each method minus none + ce on the seeds both have, in points (± 95 % interval; * the interval "
                   "excludes 0; one seed: no interval, no claim):", ""]
         lines += effects_markdown(effects, "mixing - none+ce")
-        if (effects["comparison"] == "DM - mixup CE").any():
-            lines += ["", "DM minus the mixup CE on the same policy:", ""]
-            lines += effects_markdown(effects, "DM - mixup CE")
+        for comparison, title in (("DM - mixup CE", "DM minus the mixup CE on the same policy:"),
+                                  ("vs mixup - mixup+mixup_ce", "Dynamic policies and DM rows minus mixup + mixup CE:")):
+            if (effects["comparison"] == comparison).any():
+                lines += ["", title, ""]
+                lines += effects_markdown(effects, comparison)
     if s.get("headline"):
         lines += ["", s["headline"]]
     lines += ["", "## Label mismatch per policy", "",

@@ -572,6 +572,10 @@ def test_paired_effects_by_hand():
     assert b.test_acc == pytest.approx(0.2) and b.test_acc_low < 0.2 < b.test_acc_high
     assert b.test_acc_ci == pytest.approx(T95[2] * 0.15 / math.sqrt(3))
     assert ("b", "DM - mixup CE", "cutmix+dm") not in rows
+    # dynamic rows against mixup + mixup CE: puzzlemix shares seed 0 (0.80 - 0.50); mixup + dm is the DM row above
+    v = rows[("a", "vs mixup - mixup+mixup_ce", "puzzlemix+mixup_ce")]
+    assert v.reference == "mixup+mixup_ce" and v.seeds == 1 and v.test_acc == pytest.approx(0.3)
+    assert {k[2] for k in rows if k[1] == "vs mixup - mixup+mixup_ce"} == {"puzzlemix+mixup_ce"}
 
 
 def test_summarize_on_an_empty_table_raises():
