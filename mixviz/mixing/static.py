@@ -292,6 +292,7 @@ def _masked_batch(x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, lam: to
     """Blend with ``lerp(partner, x, mask)`` and fix lam to the mask mean."""
     _check_bool("correct_lam", correct_lam)
     b = x.shape[0]
+    mask = _expand(mask, b)  # lam from the very tensor the batch carries: the same reduction, bit for bit
     if correct_lam:
         lam = mask.mean((1, 2, 3))
     partner = _take(x, index) if partner is None else partner
@@ -300,7 +301,7 @@ def _masked_batch(x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, lam: to
     if channels_last and not inputs.is_contiguous(memory_format=torch.channels_last):
         inputs = inputs.contiguous(memory_format=torch.channels_last)  # resizemix's gathered canvas
     return MixedBatch(inputs=inputs, y_a=y, y_b=y[index], index=index, lam=_expand(lam, b),
-                      mask=_expand(mask, b), policy=policy)
+                      mask=mask, policy=policy)
 
 
 # --------------------------------------------------------------------------- policies
