@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from mixviz import cli, experiments, runs
-from mixviz.experiments import RESULT_COLUMNS, Preset, compare, grid, method_config, methods, summarize
+from mixviz.experiments import (RESULT_COLUMNS, Preset, compare, estimated_cost, grid, longest_first, method_config,
+                                methods, summarize)
 from mixviz.losses import dm_defaults
 from mixviz.train import TrainConfig
 
@@ -782,3 +783,56 @@ def test_skip_leaves_out_standard_rows():
     p = Preset("t", "", bases={"moons": MOONS_BASE}, policies=("none", "mixup", "average"),
                skip=("mixup+dm", "average+mixup_ce"))
     assert [c.method for c in experiments.cells(p)] == ["none+ce", "mixup+mixup_ce", "average+midpoint"]
+
+
+# --------------------------------------------------------------------------- scheduling
+
+
+def test_longest_first_starts_the_expensive_runs_first():
+    quick = grid(experiments.preset("quick"))
+    order = longest_first(quick)
+    assert sorted(order) == list(range(len(quick)))
+    assert quick[order[0]].policy == "puzzlemix"        # 5x a mixup epoch: last in grid order, first to start
+    costs = [estimated_cost(quick[i]) for i in order]
+    assert costs == sorted(costs, reverse=True)
+    # equal costs keep grid order, so a grid without dynamic runs is scheduled as written
+    plain = grid(TINY)
+    assert longest_first(plain) == list(range(len(plain)))
+    # the cost grows with epochs, data set size, the policy's measured cost and the unlabelled share
+    base = TrainConfig(**CLUTTER_BASE)
+    assert estimated_cost(TrainConfig(**dict(CLUTTER_BASE, epochs=2))) == 2 * estimated_cost(base)
+    bigger = TrainConfig(**dict(CLUTTER_BASE, dataset_options=dict(CLUTTER_BASE["dataset_options"], n_train=128)))
+    assert estimated_cost(bigger) == 2 * estimated_cost(base)
+    for policy in ("saliencymix", "puzzlemix", "automix"):
+        assert estimated_cost(TrainConfig(**dict(CLUTTER_BASE, policy=policy))) > estimated_cost(base)
+    semi = TrainConfig(**dict(CLUTTER_BASE, semi="fixmatch", labels_per_class=2, mu=3))
+    assert estimated_cost(semi) == 4 * estimated_cost(base)
+    # the full grid: its few-label regime (200 images, 150 epochs) is half a 1000-image, 60-epoch run
+    full = experiments.preset("full")
+    few, noisy = (TrainConfig(**dict(full.bases[r], policy="mixup")) for r in ("few20", "noisy40"))
+    assert estimated_cost(few) == 0.5 * estimated_cost(noisy)
+
+
+def test_the_pool_receives_the_longest_runs_first_and_reports_every_cell(tmp_path, monkeypatch):
+    import multiprocessing
+
+    seen = []
+
+    class FakePool:  # runs the jobs in this process, in the order the pool would get them
+        def __init__(self, *a, **kw): pass
+        def __enter__(self): return self
+        def __exit__(self, *a): return False
+        def imap_unordered(self, fn, jobs):
+            for job in jobs:
+                seen.append(job[1].policy)
+                yield job[0], (job[1], {"test_acc": 1.0}, 0.0)
+
+    class FakeContext:
+        Pool = FakePool
+
+    monkeypatch.setattr(multiprocessing, "get_context", lambda kind: FakeContext())
+    todo = experiments.cells(TINY_IMAGES)
+    assert todo[0].config.policy == "cutmix"
+    done = []
+    experiments.train_cells(todo, tmp_path, 2, lambda cell, run, seconds: done.append(cell.method))
+    assert seen[0] == "saliencymix" and sorted(done) == sorted(c.method for c in todo)

@@ -12,6 +12,8 @@ from mixviz.experiments.compare import (
     RESULT_COLUMNS,
     compare,
     default_jobs,
+    estimated_cost,
+    longest_first,
     register_command,
     result_row,
     train_cells,
@@ -51,6 +53,7 @@ from mixviz.experiments.tables import (
 
 __all__ = ["Preset", "Variant", "Cell", "PRESETS", "POLICIES", "CIFAR_ALPHA", "SWEEP_ETAS", "SWEEP_MODES", "preset",
            "methods", "method_config", "method_label", "cells", "grid", "dm_sweep_variants", "RESULT_COLUMNS",
-           "result_row", "compare", "default_jobs", "train_cells", "write_plots", "write_summary", "register_command",
+           "result_row", "compare", "default_jobs", "estimated_cost", "longest_first", "train_cells", "write_plots",
+           "write_summary", "register_command",
            "SUMMARY_METRICS", "EFFECT_METRICS", "kind_of", "summarize", "paired_effects", "summary_markdown",
            "effects_markdown", "headline", "sweep_table", "sweep_markdown", "SWEEP_METRICS"]

@@ -27,7 +27,8 @@ from mixviz.experiments.presets import PRESETS, Cell, Preset, cells, options_tex
 from mixviz.experiments.tables import paired_effects, summarize, summary_markdown, sweep_markdown, sweep_table
 from mixviz.ioutil import atomic_write_text
 
-__all__ = ["RESULT_COLUMNS", "result_row", "compare", "default_jobs", "train_cells", "write_plots", "register_command"]
+__all__ = ["RESULT_COLUMNS", "result_row", "compare", "default_jobs", "estimated_cost", "longest_first", "train_cells",
+           "write_plots", "register_command"]
 
 RESULT_COLUMNS = ["regime", "dataset", "model", "method", "policy", "loss", "seed", "test_acc", "ece", "nll",
                   "mixed_top1", "mixed_top2", "cutmix_top2_both", "cutmix_top2_one", "mixup_top2_both",
@@ -87,6 +88,29 @@ def default_jobs() -> int:
     return 2 if not torch.cuda.is_available() and (os.cpu_count() or 1) >= 2 else 1
 
 
+def estimated_cost(config: Any) -> float:
+    """A rough relative training cost of one run, for ordering only:
+    epochs x training-set size (``dataset_options["n_train"]`` where given)
+    x the policy's measured ``epoch_cost`` x (1 + mu) for semi-supervised
+    runs, which also push mu unlabelled images per labelled one."""
+    from mixviz.mixing import POLICIES
+
+    info = POLICIES.get(config.policy)
+    n_train = config.dataset_options.get("n_train")
+    size = float(n_train) if isinstance(n_train, (int, float)) and not isinstance(n_train, bool) else 1.0
+    semi = 1.0 + config.mu if config.semi != "none" else 1.0
+    return config.epochs * size * (info.epoch_cost if info is not None else 1.0) * semi
+
+
+def longest_first(configs: Sequence[Any]) -> list[int]:
+    """Indices of ``configs``, the most expensive first (ties in grid order):
+    a pool that starts its longest runs first finishes sooner.  The quick
+    grid's one PuzzleMix run costs five mixup runs; queued last, it ran alone
+    on one core while the other core sat idle."""
+    costs = [estimated_cost(c) for c in configs]
+    return sorted(range(len(configs)), key=lambda i: (-costs[i], i))
+
+
 def train_cells(todo: Sequence[Cell], runs_root: str | os.PathLike | None, jobs: int,
                 on_done: Callable[[Cell, Any, float], None]) -> None:
     """Train (or load) every cell; call ``on_done(cell, run, seconds)`` in the
@@ -116,9 +140,10 @@ def train_cells(todo: Sequence[Cell], runs_root: str | os.PathLike | None, jobs:
 
     threads = max(1, torch.get_num_threads() // jobs)
     ctx = multiprocessing.get_context("spawn")
+    order = longest_first(unique)
     with ctx.Pool(min(jobs, len(unique)), initializer=_worker_init, initargs=(threads,)) as pool:
-        for i, (config, metrics, seconds) in pool.imap_unordered(_train_one, [(i, c, root) for i, c in
-                                                                              enumerate(unique)]):
+        for i, (config, metrics, seconds) in pool.imap_unordered(_train_one, [(i, unique[i], root)
+                                                                              for i in order]):
             for cell in members[i]:
                 on_done(cell, _Stored(config, metrics), seconds)
 

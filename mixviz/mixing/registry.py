@@ -62,6 +62,11 @@ class PolicyInfo:
             :class:`~mixviz.mixing.automix.AutoMixPolicy`); see :func:`build_state`.
         hidden: the policy mixes inside the network (Manifold Mixup): its
             batches carry ``layer`` and need :func:`mixviz.mixing.forward`.
+        epoch_cost: seconds per training epoch relative to mixup's, measured
+            on a 2-core CPU on the 16-px clutter presets (median over the 15
+            runs per method of ``results/full``; ``puzzlemix_lite`` from its
+            mixing time, the same as SaliencyMix's).  A rough guide, used to
+            start the slowest runs of a grid first.
     """
 
     name: str
@@ -74,6 +79,7 @@ class PolicyInfo:
     fn: Callable[..., MixedBatch]
     state: Callable[..., torch.nn.Module] | None = None
     hidden: bool = False
+    epoch_cost: float = 1.0
 
     @property
     def options(self) -> dict[str, Any]:
@@ -94,8 +100,9 @@ class PolicyInfo:
 
 def _info(name: str, kind: str, fn: Callable[..., MixedBatch], *, mask: bool, images: bool,
           model: bool = False, exact: bool = True, summary: str,
-          state: Callable[..., torch.nn.Module] | None = None, hidden: bool = False) -> PolicyInfo:
-    return PolicyInfo(name, kind, mask, images, model, exact, summary, fn, state, hidden)
+          state: Callable[..., torch.nn.Module] | None = None, hidden: bool = False,
+          cost: float = 1.0) -> PolicyInfo:
+    return PolicyInfo(name, kind, mask, images, model, exact, summary, fn, state, hidden, cost)
 
 
 POLICIES: Mapping[str, PolicyInfo] = MappingProxyType({p.name: p for p in (
@@ -117,14 +124,14 @@ POLICIES: Mapping[str, PolicyInfo] = MappingProxyType({p.name: p for p in (
           summary="plain average of the pair, lam = 0.5"),
     _info("manifold", "static", manifold, mask=False, images=False, exact=False, hidden=True,
           summary="the pair mixed at a random hidden layer inside the network"),
-    _info("saliencymix", "dynamic", dynamic.saliencymix, mask=True, images=True, model=True,
+    _info("saliencymix", "dynamic", dynamic.saliencymix, mask=True, images=True, model=True, cost=1.7,
           summary="a box on the partner's saliency peak (input-gradient saliency)"),
-    _info("puzzlemix", "dynamic", puzzlemix, mask=True, images=True, model=True, exact=False,
+    _info("puzzlemix", "dynamic", puzzlemix, mask=True, images=True, model=True, exact=False, cost=5.0,
           summary="graph-cut mask (0 / 0.5 / 1) keeping both images' salient blocks, which transport moves "
                   "under the mask"),
-    _info("puzzlemix_lite", "dynamic", puzzlemix_lite, mask=True, images=True, model=True,
+    _info("puzzlemix_lite", "dynamic", puzzlemix_lite, mask=True, images=True, model=True, cost=1.7,
           summary="reduced PuzzleMix: binary graph-cut mask, no transport"),
-    _info("automix", "dynamic", automix, mask=True, images=True, model=True, state=AutoMixPolicy,
+    _info("automix", "dynamic", automix, mask=True, images=True, model=True, state=AutoMixPolicy, cost=3.0,
           summary="mask predicted by a learned MixBlock from EMA features of the pair"),
 )})
 
