@@ -31,6 +31,7 @@ test-fast: setup
 
 compare: setup
 	$(PY) -m mixviz compare --preset $(PRESET) --out results/$(PRESET) --resume
+	$(PY) scripts/calibration_table.py --results results/$(PRESET)/results.csv
 
 bench: setup
 	$(PY) -m mixviz bench --out benchmarks/results/methods.md

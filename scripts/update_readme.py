@@ -7,6 +7,7 @@ replaced by the content of its source file:
               (mixviz compare --preset full)
     sweep     results/dm-sweep/sweep.md and dm_sweep.png (mixviz compare --preset dm-sweep)
     semi      results/semi/summary.md, semi_curves.png and cost.md (mixviz compare --preset semi)
+    calibration results/full/calibration.md (python scripts/calibration_table.py)
     regimes   results/regimes/README.md (python scripts/regime_search.py table)
     bench     benchmarks/results/*.md           (python benchmarks/bench_*.py, mixviz bench,
                                                  mixviz doctor --out benchmarks/results/doctor*.md)
@@ -108,6 +109,7 @@ def sources() -> dict[str, str | None]:
                               "DM minus mixup CE against eta"),
         "semi": _with_figure(ROOT / "results" / "semi", "summary.md", "semi_curves.png",
                              "pseudo-labels kept, their accuracy and test accuracy per epoch", "cost.md"),
+        "calibration": _demote(text) if (text := _read(ROOT / "results" / "full" / "calibration.md")) else None,
         "regimes": _without_title(_read(ROOT / "results" / "regimes" / "README.md")),
         "bench": "\n\n".join(bench) or None,
     }

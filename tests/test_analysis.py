@@ -442,3 +442,45 @@ def test_mixable_policies_leave_out_a_learned_policy_without_its_run():
         analysis.mixable_policies({}, "cutmix")
     with pytest.raises(TypeError, match="models must be a dict"):
         analysis.mixable_policies([net])
+
+
+class Scaled(torch.nn.Module):
+    """Returns its inputs (logits) times a factor: a model whose confidence is known."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = torch.nn.Parameter(torch.tensor(factor), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+
+def test_temperature_scaling_undoes_a_known_over_and_under_confidence():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(6000, 10, generator=g) * 2
+    y = torch.multinomial(z.softmax(1), 1, generator=g).squeeze(1)  # calibrated logits z
+    models = {"over": Scaled(3.0), "under": Scaled(0.3), "right": Scaled(1.0)}
+    table = analysis.temperature_scaling(models, z, y).set_index("model")
+    assert list(table.columns) == ["temperature", "accuracy", "ece", "ece_scaled", "nll", "nll_scaled"]
+    for name, factor in (("over", 3.0), ("under", 0.3), ("right", 1.0)):
+        row = table.loc[name]
+        assert row.temperature == pytest.approx(factor, rel=0.08)
+        assert row.ece_scaled < 0.03 and row.nll_scaled <= row.nll + 1e-3
+        assert row.accuracy == pytest.approx(metrics.accuracy(z, y, topk=1)[0])
+    assert table.loc["over", "ece"] > 0.1 and table.loc["under", "ece"] > 0.1
+    # cross-fitted: every sample scaled by a temperature fitted on the other folds, so folds and seed matter a little
+    again = analysis.temperature_scaling(models["over"], z, y, folds=5, seed=3)
+    assert again.loc[0, "temperature"] == pytest.approx(3.0, rel=0.08)
+    with pytest.raises(ValueError, match="folds"):
+        analysis.temperature_scaling(models["over"], z[:3], y[:3], folds=4)
+
+
+def test_temperature_scaling_of_trained_runs(tiny):
+    test = tiny["test"]
+    table = analysis.temperature_scaling(tiny["clutter"], test.images, test.labels)
+    assert list(table["model"]) == list(tiny["clutter"])
+    for row in table.itertuples():
+        run = tiny["clutter"][row.model]
+        assert row.ece == pytest.approx(run.metrics["ece"], abs=1e-6) and row.nll == pytest.approx(run.metrics["nll"],
+                                                                                                  abs=1e-5)
+        assert 0 < row.temperature and 0 <= row.ece_scaled <= 1

@@ -436,3 +436,58 @@ def test_value_checks_can_be_switched_off():
     with mixviz.validation(False):
         # out-of-range probabilities are not looked at without value checks
         assert isinstance(metrics.brier_score(probs * 1.5, labels), float)
+
+
+# --------------------------------------------------------------------------- temperature scaling
+
+
+def sampled(n: int, c: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and labels drawn from softmax(logits): calibrated by construction."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, c, generator=g) * 2
+    y = torch.multinomial(z.softmax(1), 1, generator=g).squeeze(1)
+    return z, y
+
+
+def test_fit_temperature_recovers_the_scale_of_an_over_or_under_confident_model():
+    z, y = sampled(40_000, 10, 0)
+    assert metrics.fit_temperature(z, y) == pytest.approx(1.0, abs=0.03)
+    for scale in (3.0, 0.4):  # logits times 3: over-confident, T ~ 3; times 0.4: under-confident, T ~ 0.4
+        assert metrics.fit_temperature(z * scale, y) == pytest.approx(scale, rel=0.03)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(5, 200), c=st.integers(2, 12), seed=st.integers(0, 2 ** 16),
+       scale=st.sampled_from([0.5, 1.0, 2.0, 7.0]))
+def test_fit_temperature_is_the_nll_minimum(n, c, seed, scale):
+    z, y = sampled(n, c, seed)
+    z = z * scale
+    t = metrics.fit_temperature(z, y)
+    low, high = metrics.TEMPERATURE_RANGE
+    assert low <= t <= high
+    zd = z.double()
+
+    def nll(temp):
+        return float(F.cross_entropy(zd / temp, y))
+    best = nll(t)
+    assert best <= nll(1.0) + 1e-12
+    for temp in (t * 0.99, t * 1.01):  # a local minimum (the NLL is convex in 1 / T), or at a bound
+        if low <= temp <= high:
+            assert best <= nll(temp) + 1e-9
+    # equivariance: scaling the logits scales T (inside the bounds)
+    if low * 4 < t < high / 4:
+        assert metrics.fit_temperature(z * 2, y) == pytest.approx(2 * t, rel=1e-6)
+
+
+def test_fit_temperature_at_the_bounds_and_its_checks():
+    z = torch.tensor([[5.0, 0.0], [0.0, 5.0]])
+    y = torch.tensor([0, 1])  # both right with a margin: the NLL keeps falling as T -> 0
+    assert metrics.fit_temperature(z, y) == pytest.approx(metrics.TEMPERATURE_RANGE[0], rel=1e-6)
+    assert metrics.fit_temperature(z, 1 - y) == pytest.approx(metrics.TEMPERATURE_RANGE[1], rel=1e-6)  # all wrong
+    assert metrics.fit_temperature(z, y, bounds=(0.5, 2.0)) == pytest.approx(0.5, rel=1e-6)
+    with pytest.raises(ValueError, match="bounds"):
+        metrics.fit_temperature(z, y, bounds=(2.0, 1.0))
+    with pytest.raises(ValueError, match="steps"):
+        metrics.fit_temperature(z, y, steps=0)
+    with pytest.raises(ValueError, match="labels"):
+        metrics.fit_temperature(z, torch.tensor([0, 2]))

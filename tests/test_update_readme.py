@@ -109,7 +109,7 @@ def test_an_empty_section_is_filled(capsys):
     assert capsys.readouterr().err == ""
 
 
-NONE = {"results": None, "sweep": None, "semi": None, "regimes": None, "bench": None}
+NONE = {"results": None, "sweep": None, "semi": None, "calibration": None, "regimes": None, "bench": None}
 
 
 def test_the_real_readme_has_every_section_and_stays_put_without_sources():
@@ -150,9 +150,12 @@ def test_sources_read_summary_plots_and_benchmarks(tmp_path, monkeypatch):
         "results": "**clutter** table\n\n"
                    "![test accuracy against seconds per epoch, clutter](results/full/accuracy_vs_time_clutter.png)\n\n"
                    "![test accuracy against seconds per epoch, digits](results/full/accuracy_vs_time_digits.png)",
-        "sweep": None, "semi": None, "regimes": None,
+        "sweep": None, "semi": None, "calibration": None, "regimes": None,
         "bench": "### Mixing policies\n\nA\n\n### Training step per method\n\nD",
     }
+    # the calibration report: its title dropped, its regime headings under the README's sub-heading
+    (tmp_path / "results" / "full" / "calibration.md").write_text("# Calibration\n\nintro\n\n## clean\n\n| t |\n")
+    assert ur.sources()["calibration"] == "intro\n\n#### clean\n\n| t |"
     # plots without a summary: the section is not generated
     (tmp_path / "results" / "full" / "summary.md").unlink()
     assert ur.sources()["results"] is None

@@ -11,6 +11,8 @@ integer labels ``[N]`` and, for the clutter set, object masks
 
 =================================  ===========================================
 :func:`calibration`                reliability bins and ECE per model
+:func:`temperature_scaling`        ECE and NLL before and after temperature
+                                   scaling (cross-fitted on the same set)
 :func:`mixed_accuracy`             Top-1 / Top-2 accuracy on a fixed mixed set
 :func:`visible_pair_accuracy`      Top-1 / Top-2 split by whether both mixed
                                    objects are visible
@@ -45,7 +47,7 @@ from mixviz.analysis._common import (EVAL_ALPHA, EVAL_POLICY, EVAL_SEED, MISMATC
 from mixviz.analysis.attribution import (SALIENCY_METHODS, saliency_by_kind, saliency_example, saliency_table,
                                          with_last_conv)
 from mixviz.analysis.evaluation import (boundary_grids, boundary_notes, calibration, logits_of, memorisation,
-                                        mismatch_reports, mixed_accuracy, visible_pair_accuracy)
+                                        mismatch_reports, mixed_accuracy, temperature_scaling, visible_pair_accuracy)
 from mixviz.analysis.mixed import (LAM_POLICIES, dynamic_models, mixable_policies, fixed_mixed_batch, gallery_batches, mix_at_lam,
                                    pick_mixed_sample, visible_objects)
 
@@ -70,6 +72,7 @@ __all__ = [
     "visible_objects",
     "pick_mixed_sample",
     "calibration",
+    "temperature_scaling",
     "mixed_accuracy",
     "mismatch_reports",
     "visible_pair_accuracy",

@@ -39,6 +39,8 @@ from mixviz.metrics.scores import (
     mixed_topk_accuracy,
     nll,
     reliability_bins,
+    fit_temperature,
+    TEMPERATURE_RANGE,
     summary,
 )
 
@@ -48,6 +50,8 @@ __all__ = [
     "brier_score",
     "expected_calibration_error",
     "maximum_calibration_error",
+    "fit_temperature",
+    "TEMPERATURE_RANGE",
     "reliability_bins",
     "mixed_topk_accuracy",
     "summary",

@@ -131,6 +131,44 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins
     return _calibration_error(probs, labels, n_bins, "l1")
 
 
+TEMPERATURE_RANGE = (0.05, 20.0)
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *,
+                    bounds: tuple[float, float] = TEMPERATURE_RANGE, steps: int = 60) -> float:
+    """The temperature T that minimises the NLL of ``softmax(logits / T)``
+    against ``labels`` (temperature scaling, Guo et al. 2017).  T > 1 softens
+    an over-confident model, T < 1 sharpens an under-confident one; the
+    argmax, so the accuracy, does not change.
+
+    With beta = 1 / T the NLL is convex in beta, and its derivative
+    ``mean_i (E_softmax(beta z_i)[z_i] - z_iy)`` grows with beta, so the
+    optimum is found by ``steps`` bisections of that derivative over
+    ``1 / bounds`` (float64, no host sync): exact to about
+    ``(beta range) / 2**steps``.  Where the optimum lies outside ``bounds``
+    (e.g. every sample right with a margin, where the NLL falls towards
+    T = 0), the nearer bound is returned.
+    """
+    _check_logits(logits, labels)
+    low, high = (float(b) for b in bounds) if isinstance(bounds, (tuple, list)) and len(bounds) == 2 else (0, 0)
+    if not 0 < low < high:
+        raise ValueError(f"bounds must be (low, high) with 0 < low < high, got {bounds!r}")
+    check_positive("steps", steps, integer=True)
+    z = logits.detach().to(torch.float64)
+    target = z.gather(1, labels.view(-1, 1)).squeeze(1)
+
+    def slope(beta: torch.Tensor) -> torch.Tensor:
+        return ((z * beta).softmax(1) * z).sum(1).sub(target).mean()
+
+    lo = torch.tensor(1.0 / high, dtype=torch.float64, device=z.device)
+    hi = torch.tensor(1.0 / low, dtype=torch.float64, device=z.device)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        rising = slope(mid) > 0  # past the optimum: it lies at a smaller beta
+        lo, hi = torch.where(rising, lo, mid), torch.where(rising, mid, hi)
+    return float(2.0 / (lo + hi))
+
+
 def maximum_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
     """Maximum calibration error ``max_b |acc_b - conf_b|`` over the non-empty
     bins (torchmetrics' ``norm="max"``; same bins as the ECE)."""
