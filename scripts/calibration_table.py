@@ -7,7 +7,8 @@ loads each run of the results table from the run store, cross-fits one
 temperature per run on its test split, and writes ``calibration.csv`` (one
 row per run) and ``calibration.md`` (means with 95 % intervals, paired
 differences against none + ce) in ``--out``.  scripts/update_readme.py pastes
-calibration.md into the README.  Seconds per run on a CPU: about one.
+calibration.md into the README.  The 220 runs of results/full take 36 s on a
+2-core CPU.
 """
 
 from __future__ import annotations

@@ -59,10 +59,12 @@ def _without_title(text: str | None) -> str | None:
     return "\n".join(lines[1:]).strip() if lines and lines[0].startswith("# ") else text
 
 
-def _demote(text: str) -> str:
+def _demote(text: str | None) -> str | None:
     """A benchmark file under its README sub-heading: its own title line
     (``# ...``) is dropped and its ``## `` sections become ``#### ``, so the
-    README's heading levels stay in order."""
+    README's heading levels stay in order.  None stays None (no file)."""
+    if text is None:
+        return None
     lines = text.splitlines()
     if lines and lines[0].startswith("# "):
         lines = lines[1:]
@@ -109,7 +111,7 @@ def sources() -> dict[str, str | None]:
                               "DM minus mixup CE against eta"),
         "semi": _with_figure(ROOT / "results" / "semi", "summary.md", "semi_curves.png",
                              "pseudo-labels kept, their accuracy and test accuracy per epoch", "cost.md"),
-        "calibration": _demote(text) if (text := _read(ROOT / "results" / "full" / "calibration.md")) else None,
+        "calibration": _demote(_read(ROOT / "results" / "full" / "calibration.md")),
         "regimes": _without_title(_read(ROOT / "results" / "regimes" / "README.md")),
         "bench": "\n\n".join(bench) or None,
     }

@@ -811,6 +811,8 @@ def test_longest_first_starts_the_expensive_runs_first():
     full = experiments.preset("full")
     few, noisy = (TrainConfig(**dict(full.bases[r], policy="mixup")) for r in ("few20", "noisy40"))
     assert estimated_cost(few) == 0.5 * estimated_cost(noisy)
+    with pytest.raises(TypeError, match="config must be a TrainConfig"):
+        longest_first([CLUTTER_BASE])
 
 
 def test_the_pool_receives_the_longest_runs_first_and_reports_every_cell(tmp_path, monkeypatch):

@@ -25,12 +25,12 @@ import pandas as pd
 
 from mixviz import stats
 from mixviz._validation import check_frame
+from mixviz.experiments.tables import BASELINE, _cell, _diff_cell
 
 __all__ = ["CALIBRATION_COLUMNS", "temperature_table", "calibration_markdown"]
 
 CALIBRATION_COLUMNS = ["regime", "method", "policy", "loss", "seed", "run_id", "temperature", "accuracy", "ece",
                        "ece_scaled", "nll", "nll_scaled"]
-BASELINE = "none+ce"
 
 
 def temperature_table(results: pd.DataFrame, runs_root: str | os.PathLike, *, folds: int = 2,
@@ -73,18 +73,12 @@ def temperature_table(results: pd.DataFrame, runs_root: str | os.PathLike, *, fo
     return pd.DataFrame(rows, columns=CALIBRATION_COLUMNS)
 
 
-def _cell(mean: float, half: float, n: int, scale: float, digits: int, signed: bool = False) -> str:
-    if pd.isna(mean):
-        return "–"
-    return stats.format_ci(stats.Interval(float(mean), float(half), int(n)), scale, digits, signed=signed)
-
-
 def calibration_markdown(table: pd.DataFrame) -> str:
     """The Markdown report of :func:`temperature_table`: per regime, each
     method's ECE and NLL before and after temperature scaling and its
     temperature (mean ± 95 % interval over seeds), then the paired per-seed
-    difference of the scaled ECE against ``none+ce`` (``*``: the interval
-    excludes 0)."""
+    differences of the ECE (before and after scaling) and of the scaled NLL
+    against ``none+ce`` (``*``: the interval excludes 0)."""
     check_frame("table", table, CALIBRATION_COLUMNS)
     if table.empty:
         raise ValueError("table is empty: nothing to report")
@@ -102,21 +96,16 @@ def calibration_markdown(table: pd.DataFrame) -> str:
                   "| method | seeds | T | ECE % | ECE after scaling % | NLL | NLL after scaling |",
                   "|---|---|---|---|---|---|---|"]
         for r in summary.to_dict("records"):
-            n = r["seeds"]
-            lines.append(f"| {r['method']} | {n} | {_cell(r['temperature_mean'], r['temperature_ci'], n, 1, 2)} | "
-                         f"{_cell(r['ece_mean'], r['ece_ci'], n, 100, 1)} | "
-                         f"{_cell(r['ece_scaled_mean'], r['ece_scaled_ci'], n, 100, 1)} | "
-                         f"{_cell(r['nll_mean'], r['nll_ci'], n, 1, 3)} | "
-                         f"{_cell(r['nll_scaled_mean'], r['nll_scaled_ci'], n, 1, 3)} |")
+            lines.append(f"| {r['method']} | {r['seeds']} | {_cell(r, 'temperature', 1, 2)} | {_cell(r, 'ece')} | "
+                         f"{_cell(r, 'ece_scaled')} | {_cell(r, 'nll', 1, 3)} | {_cell(r, 'nll_scaled', 1, 3)} |")
         methods = [m for m in dict.fromkeys(group["method"]) if m != BASELINE]
         if BASELINE not in set(group["method"]) or not methods:
             continue
         diff = stats.paired_table(group, [], ["method"], [((m,), (BASELINE,)) for m in methods],
-                                  ["ece", "ece_scaled"])
-        lines += ["", f"Against {BASELINE} ({regime}), paired by seed, in points:", "",
-                  "| method | seeds | ECE | ECE after scaling |", "|---|---|---|---|"]
+                                  ["ece", "ece_scaled", "nll_scaled"])
+        lines += ["", f"Against {BASELINE} ({regime}), paired by seed (ECE in points):", "",
+                  "| method | seeds | ECE | ECE after scaling | NLL after scaling |", "|---|---|---|---|---|"]
         for r in diff.to_dict("records"):
-            n = r["seeds"]
-            lines.append(f"| {r['treatment']} | {n} | {_cell(r['ece'], r['ece_ci'], n, 100, 1, True)} | "
-                         f"{_cell(r['ece_scaled'], r['ece_scaled_ci'], n, 100, 1, True)} |")
+            lines.append(f"| {r['treatment']} | {r['seeds']} | {_diff_cell(r, 'ece')} | "
+                         f"{_diff_cell(r, 'ece_scaled')} | {_diff_cell(r, 'nll_scaled', 1, 3)} |")
     return "\n".join(lines) + "\n"

@@ -93,8 +93,11 @@ def estimated_cost(config: Any) -> float:
     epochs x training-set size (``dataset_options["n_train"]`` where given)
     x the policy's measured ``epoch_cost`` x (1 + mu) for semi-supervised
     runs, which also push mu unlabelled images per labelled one."""
+    from mixviz.config import TrainConfig
     from mixviz.mixing import POLICIES
 
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     info = POLICIES.get(config.policy)
     n_train = config.dataset_options.get("n_train")
     size = float(n_train) if isinstance(n_train, (int, float)) and not isinstance(n_train, bool) else 1.0

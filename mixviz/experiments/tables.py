@@ -119,11 +119,11 @@ def _cell(row: Any, metric: str, scale: float = 100, digits: int = 1) -> str:
     return stats.format_ci(_iv(row, metric, int(row["seeds"])), scale, digits)
 
 
-def _diff_cell(row: Any, metric: str) -> str:
+def _diff_cell(row: Any, metric: str, scale: float = 100, digits: int = 1) -> str:
     if metric not in row or pd.isna(row[metric]):
         return "–"
     return stats.format_ci(stats.Interval(float(row[metric]), float(row[f"{metric}_ci"]), int(row["seeds"])),
-                           100, 1, signed=True)
+                           scale, digits, signed=True)
 
 
 _SUMMARY_COLUMNS = [("test acc %", "test_acc", 100, 1), ("ECE %", "ece", 100, 1), ("NLL", "nll", 1, 3),

@@ -150,9 +150,9 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *,
     T = 0), the nearer bound is returned.
     """
     _check_logits(logits, labels)
-    low, high = (float(b) for b in bounds) if isinstance(bounds, (tuple, list)) and len(bounds) == 2 else (0, 0)
-    if not 0 < low < high:
+    if not (isinstance(bounds, (tuple, list)) and len(bounds) == 2 and 0 < bounds[0] < bounds[1]):
         raise ValueError(f"bounds must be (low, high) with 0 < low < high, got {bounds!r}")
+    low, high = float(bounds[0]), float(bounds[1])
     check_positive("steps", steps, integer=True)
     z = logits.detach().to(torch.float64)
     target = z.gather(1, labels.view(-1, 1)).squeeze(1)
