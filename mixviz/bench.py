@@ -56,7 +56,7 @@ def _setup(config: TrainConfig, num_classes: int, in_shape: tuple[int, ...], dev
         model = model.to(memory_format=torch.channels_last)
     options = dict(config.loss_options)
     if config.loss == "dm" and not options:
-        options = {k: v for k, v in losses.dm_defaults(config.policy).items() if k != "alpha"}
+        options = losses.dm_defaults(config.policy)
     criterion = losses.build(config.loss, num_classes=num_classes, **options).to(device)
     state = mixing.build_state(config.policy, model, **config.policy_options)  # AutoMix's mixer; else None
     optimizer = _build_optimizer(config, model, state)

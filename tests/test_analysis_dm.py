@@ -26,8 +26,9 @@ def _closed_form(lam, eta, z_a, z_b, z_rest, c, w_a=None, w_b=None):
     p = np.exp(z - z.max())
     p /= p.sum()
     p_a, p_b, r = p[0], p[1], p[2:].sum()
-    w_a = eta if w_a is None else w_a
-    w_b = eta if w_b is None else w_b
+    unmixed = min(lam, 1 - lam) <= 1e-3  # the authors' threshold: an unmixed row gets the mixup CE
+    w_a = (0.0 if unmixed else eta) if w_a is None else w_a
+    w_b = (0.0 if unmixed else eta) if w_b is None else w_b
     mce = -(lam * math.log(p_a) + (1 - lam) * math.log(p_b))
     dec = w_a * math.log1p(r / p_a) + w_b * math.log1p(r / p_b)
     g_mce = np.array([p_a - lam, p_b - (1 - lam), p[2]])

@@ -18,6 +18,7 @@ from mixviz import cli, experiments, runs
 from mixviz.experiments import (RESULT_COLUMNS, Preset, compare, estimated_cost, grid, longest_first, method_config,
                                 methods, summarize)
 from mixviz.losses import dm_defaults
+from mixviz.mixing import alpha_defaults
 from mixviz.train import TrainConfig
 
 # Two moons, a small MLP, one epoch: a run takes a few tens of milliseconds on a CPU.
@@ -114,7 +115,7 @@ def test_grid_is_regimes_x_seeds_x_methods(name):
         for k, v in base.items():
             assert getattr(config, k) == v, (c.regime, k)
         if config.loss == "dm" and p.dm_alpha:
-            assert config.alpha == dm_defaults(config.policy, p.dm_kind)["alpha"]
+            assert config.alpha == alpha_defaults(config.policy, with_dm=True, dataset_kind=p.dm_kind)
         elif c.method == f"{config.policy}+{config.loss}":
             assert config.alpha == p.alpha.get(config.policy, base.get("alpha", TrainConfig.alpha))
         if c.method == f"{config.policy}+dm":
@@ -164,6 +165,9 @@ def test_dm_rows_follow_dm_defaults_per_policy_with_the_preset_options_on_top():
     assert rows[("mixup", "dm")].loss_options == {"eta": 0.01, "mode": "more", "lam_power": 0.5}
     assert rows[("cutmix", "dm")].loss_options == {"eta": 0.1, "mode": "less", "lam_power": 0.5}
     assert rows[("puzzlemix", "dm")].loss_options == {"eta": 0.1, "mode": "both", "lam_power": 1.0}
+    manifold = {(c.policy, c.loss): c for c in grid(Preset("t", "", bases={"moons": MOONS_BASE},
+                                                           policies=("manifold",)))}
+    assert manifold[("manifold", "dm")].loss_options == {"eta": 0.01, "mode": "more", "lam_power": 0.0}
     assert ("average", "dm") not in rows and ("none", "dm") not in rows
     assert rows[("average", "midpoint")].loss_options == {}
     strong = Preset("t", "", bases={"moons": MOONS_BASE}, policies=("mixup",), dm_options={"eta": 1.0})

@@ -49,7 +49,7 @@ def ref_dm(z: torch.Tensor, y_a, y_b, lam, eta, mode="both", thr=0.5, lam_power=
     num_classes = z.shape[1]
     for i in range(z.shape[0]):
         a, b, lam_i = int(y_a[i]), int(y_b[i]), float(lam[i])
-        if a == b:  # "pairs with a == b reduce to plain cross-entropy"
+        if a == b or min(lam_i, 1.0 - lam_i) <= 1e-3:  # same class or unmixed: the mixup CE
             out.append(mce[i])
             continue
         zi = z[i].double()

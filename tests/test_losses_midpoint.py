@@ -235,7 +235,7 @@ def test_build_bad_input_names_the_problem():
     with pytest.raises(ValueError, match="'dm'.*gamma"):
         build("dm", C, gamma=2.0)
     with pytest.raises(ValueError, match="alpha is a mixing option"):
-        build("dm", C, **dm_defaults("mixup"))
+        build("dm", C, alpha=0.2, **dm_defaults("mixup"))
     with pytest.raises(ValueError, match="'dm'.*eta"):
         build("dm", C, eta=-1.0)
     with pytest.raises(ValueError, match="'midpoint'.*beta"):
@@ -267,23 +267,44 @@ def test_value_checks_in_modules_follow_the_switch():
 
 
 def test_dm_defaults_table():
-    assert dm_defaults("mixup") == dict(eta=0.01, mode="more", lam_power=0.5, alpha=0.2)
-    assert dm_defaults("cutmix") == dict(eta=0.1, mode="less", lam_power=0.5, alpha=0.2)
-    assert dm_defaults("fmix") == dict(eta=0.01, mode="less", lam_power=0.0, alpha=0.2)
+    assert dm_defaults("mixup") == dict(eta=0.01, mode="more", lam_power=0.5)
+    assert dm_defaults("cutmix") == dict(eta=0.1, mode="less", lam_power=0.5)
+    assert dm_defaults("fmix") == dict(eta=0.01, mode="less", lam_power=0.0)
     assert dm_defaults("saliencymix") == dm_defaults("fmix")
-    assert dm_defaults("resizemix") == dict(eta=0.1, mode="less", lam_power=0.5, alpha=0.2)
-    assert dm_defaults("PuzzleMix") == dict(eta=0.1, mode="both", lam_power=1.0, alpha=0.2)  # fallback
+    assert dm_defaults("resizemix") == dict(eta=0.1, mode="less", lam_power=0.5)
+    assert dm_defaults("manifold") == dict(eta=0.01, mode="more", lam_power=0.0)  # r18 manifoldmix decouple a0.5
+    assert dm_defaults("PuzzleMix") == dict(eta=0.1, mode="both", lam_power=1.0)  # fallback
     for policy in ("mixup", "cutmix", "gridmix"):
-        assert dm_defaults(policy, "imagenet") == dict(eta=0.1, mode="both", lam_power=1.0, alpha=1.0)
+        assert dm_defaults(policy, "imagenet") == dict(eta=0.1, mode="both", lam_power=1.0)
     settings = dm_defaults("cutmix")
     settings["eta"] = 5.0  # a copy: the table is not changed
     assert dm_defaults("cutmix")["eta"] == 0.1
-    options = {k: v for k, v in dm_defaults("cutmix").items() if k != "alpha"}
-    assert build("dm", C, **options).mode == "less"
+    for policy in ("mixup", "cutmix", "fmix", "saliencymix", "resizemix", "manifold", "puzzlemix"):
+        loss = DecoupledMixupLoss(**dm_defaults(policy))  # the loss's own arguments, nothing else
+        assert (loss.eta, loss.mode, loss.lam_power) == tuple(dm_defaults(policy).values())
+        assert build("dm", C, **dm_defaults(policy)).mode == dm_defaults(policy)["mode"]
     with pytest.raises(ValueError, match="dataset_kind"):
         dm_defaults("mixup", "mnist")
     with pytest.raises(TypeError, match="policy"):
         dm_defaults(None)
+
+
+def test_alpha_defaults_are_the_authors_mixing_ratios():
+    from mixviz.mixing import alpha_defaults
+    from mixviz.mixing.defaults import CIFAR_ALPHA
+
+    for policy in ("mixup", "cutmix", "fmix", "saliencymix", "resizemix", "puzzlemix"):
+        assert alpha_defaults(policy, with_dm=True) == 0.2  # the r18 decouple configs: a0_2
+    assert alpha_defaults("manifold", with_dm=True) == 0.5  # r18_manifoldmix_CE_soft_decouple_a0_5
+    assert alpha_defaults("cutmix", with_dm=True, dataset_kind="imagenet") == 1.0
+    assert alpha_defaults("mixup") == CIFAR_ALPHA["mixup"] == 1.0
+    assert alpha_defaults("CutMix") == 0.2
+    with pytest.raises(ValueError, match="ImageNet"):
+        alpha_defaults("mixup", dataset_kind="imagenet")
+    with pytest.raises(TypeError, match="with_dm"):
+        alpha_defaults("mixup", with_dm=1)
+    with pytest.raises(TypeError, match="policy"):
+        alpha_defaults(3)
 
 
 def _online_rank(rank: int, world: int, port: int, shards: list, out: str) -> None:

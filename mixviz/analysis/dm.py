@@ -117,11 +117,11 @@ def loss_table(lam: float = 0.7, *, eta: float = 0.1, mode: str = "both", lam_po
 def _has_decoupled_term(lam: float, options: dict[str, Any]) -> bool:
     """Whether DM keeps a weight for class a or b at this lam (the weights
     of :func:`mixviz.losses.decoupled_mixup_loss`)."""
-    from mixviz.losses.dm import _dm_weights
+    from mixviz.losses.dm import UNMIXED_SHARE, _dm_weights
 
     shares = torch.tensor([[lam, 1.0 - lam]], dtype=torch.float64)
-    weights = _dm_weights(shares, torch.zeros(1, 1, dtype=torch.bool), options["eta"], options["mode"],
-                          options["thr"], options["lam_power"])
+    plain = shares.amin(1, keepdim=True) <= UNMIXED_SHARE
+    weights = _dm_weights(shares, plain, options["eta"], options["mode"], options["thr"], options["lam_power"])
     return bool((weights > 0).any())
 
 

@@ -109,7 +109,7 @@ def loss_options(policy: str, loss: str) -> dict[str, Any]:
     from mixviz.losses import dm_defaults
 
     if loss == "dm":
-        return {k: v for k, v in dm_defaults(policy).items() if k != "alpha"}
+        return dm_defaults(policy)
     return {}
 
 

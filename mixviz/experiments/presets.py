@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mixviz._validation import check_choice
+from mixviz.mixing.defaults import CIFAR_ALPHA
 from mixviz.train import TrainConfig
 
 __all__ = ["POLICIES", "CIFAR_ALPHA", "Variant", "Preset", "Cell", "PRESETS", "preset", "methods", "method_config",
@@ -30,9 +31,6 @@ __all__ = ["POLICIES", "CIFAR_ALPHA", "Variant", "Preset", "Cell", "PRESETS", "p
 
 POLICIES = ("none", "mixup", "cutmix", "fmix", "resizemix", "average", "saliencymix", "puzzlemix")
 
-# Mixing ratios of the authors' CIFAR-100 baselines (as in OpenMixup's configs).
-CIFAR_ALPHA = {"mixup": 1.0, "cutmix": 0.2, "fmix": 0.2, "resizemix": 1.0, "gridmix": 0.2,
-               "saliencymix": 0.2, "puzzlemix": 1.0, "average": 1.0, "smoothmix": 0.2, "none": 1.0}
 
 
 @dataclass(frozen=True)
@@ -60,9 +58,12 @@ class Preset:
         policies: the policies of the standard method rows (:func:`methods`).
         alpha: ``{policy: alpha}``; missing policies keep the base's alpha.
         dm_kind: which table of :func:`mixviz.losses.dm_defaults` the DM rows use.
-        dm_alpha: True: DM rows use the alpha of ``dm_defaults`` (the authors'
-            DM runs: 0.2 on CIFAR); False: the alpha of the policy's mixup-CE
-            row, so only the loss differs.
+        dm_alpha: True: DM rows use the alpha of the authors' DM runs
+            (:func:`mixviz.mixing.alpha_defaults` with ``with_dm=True``: 0.2 on
+            CIFAR, 0.5 for Manifold Mixup); False: the alpha of the policy's
+            mixup-CE row, so that only the loss differs between the two rows
+            (the CPU presets: a paired DM - mixup CE difference then measures
+            the loss alone).
         dm_options: loss options put over ``dm_defaults`` in every DM row.
         variants: extra method rows, after the standard ones.
         figure_regime: the regime whose runs ``mixviz figures`` draws (it
@@ -149,10 +150,10 @@ def method_config(base: dict[str, Any], dataset: str, policy: str, loss: str, se
 
 
 def _alpha(p: Preset, policy: str, loss: str) -> float | None:
-    from mixviz.losses import dm_defaults
+    from mixviz.mixing.defaults import alpha_defaults
 
     if loss == "dm" and p.dm_alpha:
-        return dm_defaults(policy, p.dm_kind)["alpha"]
+        return alpha_defaults(policy, with_dm=True, dataset_kind=p.dm_kind)
     return p.alpha.get(policy)
 
 

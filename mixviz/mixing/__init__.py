@@ -25,6 +25,7 @@ from __future__ import annotations
 from mixviz.mixing import automix, manifold  # the modules (their policy functions are mix("automix"), ...)
 from mixviz.mixing.automix import AutoMixPolicy, MixBlock
 from mixviz.mixing.batch import MixedBatch
+from mixviz.mixing.defaults import alpha_defaults
 from mixviz.mixing.dynamic import (
     input_gradient_saliency,
     saliencymix,
