@@ -12,6 +12,10 @@ replaced by the content of its source file:
     bench     benchmarks/results/*.md           (python benchmarks/bench_*.py, mixviz bench,
                                                  mixviz doctor --out benchmarks/results/doctor*.md)
 
+and the generated section of docs/faithfulness.md:
+
+    faithfulness  docs/faithfulness-measured.md  (python scripts/faithfulness.py)
+
 Nothing in those sections is typed by hand.  Run:  python scripts/update_readme.py
 """
 
@@ -124,21 +128,30 @@ def update(text: str, sections: dict[str, str | None]) -> str:
         # the lines between the markers, if any (an empty section has none)
         pattern = re.compile(rf"(<!-- begin: {name} -->\n)(?:.*?\n)??(<!-- end: {name} -->)", re.S)
         if not pattern.search(text):
-            print(f"README.md has no section {name!r}; skipped", file=sys.stderr)
+            print(f"no section {name!r} in the page; skipped", file=sys.stderr)
             continue
         text = pattern.sub(lambda m: m.group(1) + content + "\n" + m.group(2), text)
     return text
 
 
+def doc_sources() -> dict[str, dict[str, str | None]]:
+    """The generated sections of the pages under docs/, by page."""
+    return {"docs/faithfulness.md": {"faithfulness": _read(ROOT / "docs" / "faithfulness-measured.md")}}
+
+
 def main() -> int:
-    readme = ROOT / "README.md"
-    old = readme.read_text()
-    new = update(old, sources())
-    if new != old:
-        readme.write_text(new)
-        print("README.md updated")
-    else:
-        print("README.md already up to date")
+    for name, sections in {"README.md": sources(), **doc_sources()}.items():
+        page = ROOT / name
+        if not page.exists():
+            print(f"{name} not found; skipped", file=sys.stderr)
+            continue
+        old = page.read_text()
+        new = update(old, sections)
+        if new != old:
+            page.write_text(new)
+            print(f"{name} updated")
+        else:
+            print(f"{name} already up to date")
     return 0
 
 

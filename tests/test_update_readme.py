@@ -76,11 +76,11 @@ def test_a_missing_source_leaves_the_section_as_it_is(capsys):
 def test_a_section_the_readme_lacks_is_skipped_with_a_message(capsys):
     new = ur.update(README, {"figures": "F", "bench": "B"})
     assert new == ur.update(README, {"bench": "B"})
-    assert capsys.readouterr().err == "README.md has no section 'figures'; skipped\n"
+    assert capsys.readouterr().err == "no section 'figures' in the page; skipped\n"
     # a begin marker without its end marker counts as missing, and nothing is touched
     broken = README.replace("<!-- end: bench -->", "")
     assert ur.update(broken, {"bench": "B"}) == broken
-    assert capsys.readouterr().err == "README.md has no section 'bench'; skipped\n"
+    assert capsys.readouterr().err == "no section 'bench' in the page; skipped\n"
     # a source that is None is not reported, present or not
     assert ur.update(README, {"figures": None}) == README
     assert capsys.readouterr().err == ""
@@ -224,3 +224,19 @@ def test_doctor_reports_go_in_with_their_speed_and_goals_only(tmp_path, monkeypa
     assert text.startswith("### Training step per method\n\nD\n\n")
     assert "**a GPU**" in text and text.endswith("[benchmarks/results/doctor-cuda.md](benchmarks/results/doctor-cuda.md).")
     assert "| e |" not in text and "| c |" not in text
+
+
+def test_the_faithfulness_page_takes_its_measured_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(ur, "ROOT", tmp_path)
+    make_tree(tmp_path)
+    (tmp_path / "README.md").write_text(README)
+    (tmp_path / "docs").mkdir()
+    page = tmp_path / "docs" / "faithfulness.md"
+    page.write_text("# Where\n\n<!-- begin: faithfulness -->\n<!-- end: faithfulness -->\n")
+    assert ur.main() == 0
+    assert "| method" not in page.read_text()  # no measured table yet: the section stays empty
+    (tmp_path / "docs" / "faithfulness-measured.md").write_text("| method | mixviz | measured |\n")
+    assert ur.main() == 0
+    assert section(page.read_text(), "faithfulness") == "| method | mixviz | measured |"
+    real = (SCRIPT.parent.parent / "docs" / "faithfulness.md").read_text()
+    assert "<!-- begin: faithfulness -->" in real and "<!-- end: faithfulness -->" in real
