@@ -31,10 +31,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["Interval", "mean_ci", "paired_ci", "verdict", "t_quantile", "summarize_groups", "paired_table",
+__all__ = ["ILLUSTRATION", "Interval", "mean_ci", "paired_ci", "verdict", "t_quantile", "summarize_groups", "paired_table",
            "format_ci", "CONFIDENCE"]
 
 CONFIDENCE = 0.95
+#: What a method on one seed is, in every table and figure: no interval, no claim, never ranked.
+ILLUSTRATION = "1 seed: illustration"
 
 
 @dataclass(frozen=True)

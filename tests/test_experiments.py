@@ -613,9 +613,15 @@ def test_summary_markdown_tables_intervals_and_claims():
     dm = next(line for line in dm_part if line.startswith("| mixup+dm | 2 |"))
     assert dm.startswith("| mixup+dm | 2 | +10.0 ± 0.0 * |")
     assert "Each method minus none + ce, paired per seed" in md
-    # the headline names the best mixing method and what its interval says (one seed: no claim)
-    assert ("Best mixing method: puzzlemix+mixup_ce, +40.0 points against none + ce on one seed: no interval, "
-            "so no claim.") in block
+    # the headline names the best mixing method over several seeds and what its interval says; puzzlemix's
+    # +40 on one seed is an illustration, never the best method
+    assert "| puzzlemix+mixup_ce | 1 seed: illustration | +40.0 |" in md
+    assert ("Best mixing method: mixup+dm, +27.5 ± 95.3 points against none + ce over 2 paired seeds: no measurable "
+            "difference (the 95 % interval includes 0). 1 seed: illustration, not ranked: puzzlemix+mixup_ce.") in block
+    only_one = results[results.seed == 0]
+    assert experiments.headline(None, experiments.paired_effects(only_one), "a") == (
+        "Every mixing method ran on 1 seed against none + ce (1 seed: illustration): no interval, no claim and no "
+        "best method.")
     assert "nan" not in md
 
 
