@@ -137,11 +137,12 @@ def test_builtin_presets():
     assert any(b["dataset_options"]["n_train"] <= 300 for b in full.bases.values())    # few labels per class
     # quick: noisy labels (the regime where mixing helps), the regime of the pictures
     assert quick.bases[quick.figure_regime]["dataset_options"]["label_noise"] > 0
-    # quick: the headline pair on 3 seeds, the other rows on one; its regime is one of full's (one run store)
+    # quick: the headline pair on 4 seeds (scripts/headline_seeds.py), the other rows on one; its regime is one
+    # of full's (one run store)
     seeds = {}
     for c in experiments.cells(quick):
         seeds.setdefault(c.method, []).append(c.config.seed)
-    assert seeds["none+ce"] == seeds["mixup+mixup_ce"] == [0, 1, 2] and seeds["cutmix+dm"] == [0]
+    assert seeds["none+ce"] == seeds["mixup+mixup_ce"] == [0, 1, 2, 3] and seeds["cutmix+dm"] == [0]
     assert quick.bases["noisy40"] == full.bases["noisy40"]
     # the sweep: eta x mode for mixup and CutMix next to their mixup CE, in the noisy regime of quick
     labels = [v.label for v in sweep.variants]
