@@ -1,4 +1,4 @@
-"""The ``mixviz`` command: ``mixviz train | compare | figures | bench | doctor``."""
+"""The ``mixviz`` command: ``mixviz train | reproduce | compare | figures | bench | doctor``."""
 
 from __future__ import annotations
 
@@ -179,6 +179,42 @@ def _init_distributed() -> bool:
     return True
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from mixviz.experiments.reproduce import run_command
+
+    return run_command(args)
+
+
+def _add_reproduce(sub: Any) -> None:
+    p = sub.add_parser(
+        "reproduce", help="train cells of a committed comparison again and check that its claims hold",
+        description="Re-train cells of RESULTS_DIR/results.csv (a seeded random sample, or regimes x methods; "
+                    "default every row) from the same configs into a fresh run store, recompute every paired "
+                    "difference of RESULTS_DIR/effects.csv whose two methods were re-run, and write "
+                    "RESULTS_DIR/reproduce.md: this machine, each claim's committed and re-run verdict, and the "
+                    "per-run deviation of test accuracy. A starred claim agrees when the re-run has the same "
+                    "sign, an unstarred one when the re-run interval includes 0. Exit code 1, naming the "
+                    "claim, when a starred claim flips sign; else 0.")
+    p.add_argument("results_dir", metavar="RESULTS_DIR", help="a folder written by mixviz compare")
+    p.add_argument("--sample", type=int, default=None, metavar="N",
+                   help="re-train N rows drawn at random (seeded by --seed) instead of regimes x methods")
+    p.add_argument("--regimes", nargs="+", default=None, help="only these regimes (commas or spaces)")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="only these methods, as in the method column, e.g. none+ce,mixup+mixup_ce,cutmix+dm")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --sample draw. Default: %(default)s")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="worker processes, as for mixviz compare (2 on a 2-core CPU). Default: %(default)s")
+    p.add_argument("--runs", default=None,
+                   help="the fresh run store to train into (default RESULTS_DIR/reproduce/runs; never the store "
+                        "the results came from)")
+    p.add_argument("--preset", default=None,
+                   help="the preset that made the results (default: the folder's name, e.g. results/full -> full)")
+    p.add_argument("--stored-runs", default=None,
+                   help="a run store to read a run's config.json from when the preset no longer builds it (read "
+                        "only; default runs/ or $MIXVIZ_RUNS)")
+    p.set_defaults(func=_cmd_reproduce)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mixviz",
@@ -200,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train into this directory instead of the run store (checkpoints, history, metrics)")
     g.add_argument("--resume", action="store_true", help="with --out: continue from the checkpoint there")
     p.set_defaults(func=_cmd_train)
+    _add_reproduce(sub)
 
     from mixviz import bench, doctor, experiments, figures
 

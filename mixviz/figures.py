@@ -371,7 +371,7 @@ def register_command(sub: Any) -> None:
                     "and summary.md / summary.json with the numbers behind them (means with 95 %% intervals over "
                     "seeds, paired differences).")
     p.add_argument("--preset", default="quick", choices=figure_presets(),
-                   help="quick: a few minutes on a CPU (40 %% noisy labels; 3 seeds of none+ce and mixup); full: "
+                   help="quick: a few minutes on a CPU (40 %% noisy labels; 4 seeds of none+ce and mixup); full: "
                         "5 seeds of every method. Default: %(default)s")
     p.add_argument("--out", default="figures", help="output directory. Default: %(default)s")
     p.add_argument("--runs", default=None, help="root of the run store (default runs/ or $MIXVIZ_RUNS)")

@@ -155,7 +155,7 @@ def summary_markdown(s: Mapping[str, Any]) -> str:
     if len(effects):
         lines += ["", "## Paired differences", "",
                   "Each method minus none + ce on the seeds both have, in points (± 95 % interval; * the interval "
-                  "excludes 0; one seed: no interval, no claim):", ""]
+                  "excludes 0; 1 seed: illustration, no interval, no claim):", ""]
         lines += effects_markdown(effects, "mixing - none+ce")
         for comparison, title in (("DM - mixup CE", "DM minus the mixup CE on the same policy:"),
                                   ("vs mixup - mixup+mixup_ce", "Dynamic policies and DM rows minus mixup + mixup CE:")):
@@ -189,7 +189,7 @@ def summary_markdown(s: Mapping[str, Any]) -> str:
             lines.append(f"| {r['attribution']} | {r['kind']} | {r['methods']} | {_pct(r['mask_share'])} | "
                          f"{_pct(r['pointing'])} | {_pct(r['mixed_share'])} |")
     if s.get("toy"):
-        lines += ["", "## Toy 2-D sets (decision boundaries, one seed)", "", "| data | method | test acc | ECE |",
+        lines += ["", "## Toy 2-D sets (decision boundaries, 1 seed: illustration)", "", "| data | method | test acc | ECE |",
                   "|---|---|---|---|"]
         for r in s["toy"]:
             lines.append(f"| {r['dataset']} | {r['method']} | {_pct(r['test_acc'])} | {_pct(r['ece'])} |")

@@ -31,10 +31,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["Interval", "mean_ci", "paired_ci", "verdict", "t_quantile", "summarize_groups", "paired_table",
+__all__ = ["ILLUSTRATION", "Interval", "SeedCount", "sd_from_interval", "seeds_for_stable_verdict", "mean_ci", "paired_ci", "verdict", "t_quantile", "summarize_groups", "paired_table",
            "format_ci", "CONFIDENCE"]
 
 CONFIDENCE = 0.95
+#: What a method on one seed is, in every table and figure: no interval, no claim, never ranked.
+ILLUSTRATION = "1 seed: illustration"
 
 
 @dataclass(frozen=True)
@@ -210,3 +212,94 @@ def paired_table(results: pd.DataFrame, by: Sequence[str], method: Sequence[str]
             row["seeds"] = n
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- how many seeds a claim needs
+
+
+def sd_from_interval(interval: Interval) -> float:
+    """The per-seed standard deviation behind a t interval of ``n >= 2``
+    values: ``s = half * sqrt(n) / t_{(1 + c) / 2, n - 1}`` (what a table's
+    ``mean ± half`` keeps of its seeds)."""
+    if not isinstance(interval, Interval):
+        raise TypeError(f"interval must be an Interval, got {type(interval).__name__}")
+    if interval.n < 2 or math.isnan(interval.half):
+        raise ValueError(f"interval must rest on at least 2 values with a half-width, got n={interval.n}, "
+                         f"half={interval.half}")
+    return interval.half * math.sqrt(interval.n) / t_quantile(interval.confidence, interval.n - 1)
+
+
+@dataclass(frozen=True)
+class SeedCount:
+    """What :func:`seeds_for_stable_verdict` found: ``n`` seeds (None: more
+    than ``max_seeds``), from the ``mean`` difference, the per-seed ``sd`` of
+    the measured differences, the cross-machine ``spread`` and their sum in
+    quadrature ``sigma``; ``lower`` maps each n tried to the expected lower
+    bound ``mean - t_{n-1} * sigma / sqrt(n)``."""
+
+    n: int | None
+    mean: float
+    sd: float
+    spread: float
+    sigma: float
+    lower: dict[int, float]
+    confidence: float = CONFIDENCE
+
+    def explain(self, scale: float = 1.0, unit: str = "") -> str:
+        """The arithmetic, one line per n tried."""
+        unit = f" {unit}" if unit else ""
+        lines = [f"sigma = sqrt(sd^2 + spread^2) = sqrt({self.sd * scale:.2f}^2 + {self.spread * scale:.2f}^2) "
+                 f"= {self.sigma * scale:.2f}{unit}"]
+        for n, low in self.lower.items():
+            t = t_quantile(self.confidence, n - 1)
+            lines.append(f"n = {n}: {self.mean * scale:.2f} - {t:.3f} * {self.sigma * scale:.2f} / sqrt({n}) = "
+                         f"{low * scale:+.2f}{unit} ({'above 0' if low > 0 else 'not above 0'})")
+        lines.append(f"-> {self.n} seeds" if self.n is not None else "-> more seeds than tried")
+        return "\n".join(lines)
+
+
+def seeds_for_stable_verdict(diffs: Iterable[float] | Interval, spread: float = 0.0, *, mean: float | None = None,
+                             confidence: float = CONFIDENCE, max_seeds: int = 50) -> SeedCount:
+    """The fewest paired seeds whose interval stays above 0 on any machine.
+
+    ``diffs``: the per-seed paired differences measured on one machine (or
+    their :class:`Interval`, whose per-seed sd :func:`sd_from_interval`
+    recovers); ``spread``: the standard deviation of how far one seed's
+    difference moves from machine to machine (same units).  A seed's
+    difference on another machine scatters by ``sigma = sqrt(sd^2 +
+    spread^2)`` around the ``mean`` (default: the mean of ``diffs``), and the
+    expected lower bound of the paired t interval over n seeds is ``mean -
+    t_{(1 + c) / 2, n - 1} * sigma / sqrt(n)``: the answer is the smallest
+    n >= 2 where it is above 0 (``n=None`` when none up to ``max_seeds`` is).
+    A negative mean is taken by its size (the claim "lower").
+
+    >>> seeds_for_stable_verdict([0.9, 1.1, 1.0], spread=0.5).n
+    4
+    """
+    _check_confidence(confidence)
+    if isinstance(diffs, Interval):
+        centre, sd = diffs.mean, sd_from_interval(diffs)
+    else:
+        x = _values("diffs", diffs)
+        if x.size < 2:
+            raise ValueError(f"diffs must hold at least 2 per-seed differences (to measure their spread), "
+                             f"got {x.size}")
+        centre, sd = float(x.mean()), float(x.std(ddof=1))
+    for name, value in (("spread", spread), ("mean", mean)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if spread < 0:
+        raise ValueError(f"spread must be >= 0, got {spread!r}")
+    if isinstance(max_seeds, bool) or not isinstance(max_seeds, int) or max_seeds < 2:
+        raise ValueError(f"max_seeds must be an int >= 2, got {max_seeds!r}")
+    centre = float(mean) if mean is not None else centre
+    if centre == 0:
+        raise ValueError("the mean difference is 0: no sign for any number of seeds to keep")
+    sigma = math.hypot(sd, float(spread))
+    lower: dict[int, float] = {}
+    for n in range(2, max_seeds + 1):
+        lower[n] = abs(centre) - t_quantile(confidence, n - 1) * sigma / math.sqrt(n)
+        if lower[n] > 0:
+            return SeedCount(n, abs(centre), sd, float(spread), sigma, lower, confidence)
+    return SeedCount(None, abs(centre), sd, float(spread), sigma, lower, confidence)

@@ -43,6 +43,7 @@ from mixviz.augment import random_crop_flip
 from mixviz.batches import _as_float, _DeviceBatches, _LoaderBatches
 from mixviz.config import AMP_MODES, LOSSES, OPTIMIZERS, SCHEDULERS, Run, TrainConfig  # noqa: F401 (re-exported)
 from mixviz.ioutil import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
+from mixviz.machine import machine_info
 
 __all__ = ["TrainConfig", "Run", "fit", "make_step", "resolve_device", "evaluate"]
 
@@ -391,7 +392,8 @@ def fit(config: TrainConfig, resume: bool = False, *,
     hist = pd.DataFrame(history)
     final = _final_metrics(model, eval_images, eval_labels, config, amp, metrics, hist, eval_policy, eval_masks)
     final.update(device=str(device), world_size=world,
-                 params=sum(p.numel() for p in model.parameters()))
+                 params=sum(p.numel() for p in model.parameters()),
+                 machine=machine_info(device))  # where it ran (not in the config: the run's id stays)
     if semi_run is not None:
         final.update(semi_run.final_metrics(hist))
     if writer:

@@ -11,6 +11,8 @@ replaced by the content of its source file:
     regimes   results/regimes/README.md (python scripts/regime_search.py table)
     bench     benchmarks/results/*.md           (python benchmarks/bench_*.py, mixviz bench,
                                                  mixviz doctor --out benchmarks/results/doctor*.md)
+    headline  figures/summary.json's headline    (make demo: mixviz figures --preset quick), with how far
+                                                 single runs move between machines (MACHINE_SPREAD)
 
 and the generated section of docs/faithfulness.md:
 
@@ -21,11 +23,16 @@ Nothing in those sections is typed by hand.  Run:  python scripts/update_readme.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: The largest move of a single run between two 2-core machines of the same kind, same code and seed (issue 18):
+#: (method, seed, test accuracy % on the other machine, committed test accuracy %).
+MACHINE_SPREAD = ("cutmix + dm", 0, 55.0, 68.0)
 
 
 def _read(path: Path) -> str | None:
@@ -95,6 +102,25 @@ def _doctor(path: Path) -> str | None:
     return "\n\n".join([head.strip(), *kept, f"Every check: [{link}]({link})."])
 
 
+def _headline(path: Path) -> str | None:
+    """The headline sentence of ``mixviz figures`` (its ``summary.json``),
+    quoted as it is, and how far single runs move between machines."""
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    text = str(summary.get("headline") or "").strip()
+    if not text:
+        return None
+    method, seed, there, here = MACHINE_SPREAD
+    source = path.relative_to(ROOT).as_posix()
+    return (f"{text}\n\n(Preset `{summary.get('preset', '?')}`, from [{source}]({source}).) Single runs vary "
+            f"across machines: the same code and seed gave {method} (seed {seed}) {here:.1f} % test accuracy in "
+            f"the committed figures and {there:.1f} % on another 2-core CPU of the same kind, {abs(here - there):.0f} "
+            f"points apart. So methods are compared by paired differences over several seeds, a method on one seed "
+            f"is only an illustration, and `mixviz reproduce results/<preset>` trains cells again on your machine "
+            f"and says whether the claims hold there.")
+
+
 def sources() -> dict[str, str | None]:
     bench = []
     results = ROOT / "benchmarks" / "results"
@@ -118,6 +144,7 @@ def sources() -> dict[str, str | None]:
         "calibration": _demote(_read(ROOT / "results" / "full" / "calibration.md")),
         "regimes": _without_title(_read(ROOT / "results" / "regimes" / "README.md")),
         "bench": "\n\n".join(bench) or None,
+        "headline": _headline(ROOT / "figures" / "summary.json"),
     }
 
 

@@ -138,11 +138,12 @@ def test_builtin_presets():
     assert any(b["dataset_options"]["n_train"] <= 300 for b in full.bases.values())    # few labels per class
     # quick: noisy labels (the regime where mixing helps), the regime of the pictures
     assert quick.bases[quick.figure_regime]["dataset_options"]["label_noise"] > 0
-    # quick: the headline pair on 3 seeds, the other rows on one; its regime is one of full's (one run store)
+    # quick: the headline pair on 4 seeds (scripts/headline_seeds.py), the other rows on one; its regime is one
+    # of full's (one run store)
     seeds = {}
     for c in experiments.cells(quick):
         seeds.setdefault(c.method, []).append(c.config.seed)
-    assert seeds["none+ce"] == seeds["mixup+mixup_ce"] == [0, 1, 2] and seeds["cutmix+dm"] == [0]
+    assert seeds["none+ce"] == seeds["mixup+mixup_ce"] == [0, 1, 2, 3] and seeds["cutmix+dm"] == [0]
     assert quick.bases["noisy40"] == full.bases["noisy40"]
     # the sweep: eta x mode for mixup and CutMix next to their mixup CE, in the noisy regime of quick
     labels = [v.label for v in sweep.variants]
@@ -617,9 +618,15 @@ def test_summary_markdown_tables_intervals_and_claims():
     dm = next(line for line in dm_part if line.startswith("| mixup+dm | 2 |"))
     assert dm.startswith("| mixup+dm | 2 | +10.0 ± 0.0 * |")
     assert "Each method minus none + ce, paired per seed" in md
-    # the headline names the best mixing method and what its interval says (one seed: no claim)
-    assert ("Best mixing method: puzzlemix+mixup_ce, +40.0 points against none + ce on one seed: no interval, "
-            "so no claim.") in block
+    # the headline names the best mixing method over several seeds and what its interval says; puzzlemix's
+    # +40 on one seed is an illustration, never the best method
+    assert "| puzzlemix+mixup_ce | 1 seed: illustration | +40.0 |" in md
+    assert ("Best mixing method: mixup+dm, +27.5 ± 95.3 points against none + ce over 2 paired seeds: no measurable "
+            "difference (the 95 % interval includes 0). 1 seed: illustration, not ranked: puzzlemix+mixup_ce.") in block
+    only_one = results[results.seed == 0]
+    assert experiments.headline(None, experiments.paired_effects(only_one), "a") == (
+        "Every mixing method ran on 1 seed against none + ce (1 seed: illustration): no interval, no claim and no "
+        "best method.")
     assert "nan" not in md
 
 

@@ -5,7 +5,9 @@
 * :mod:`.compare` -- :func:`compare`: train every cell through the run store
   and write ``results.csv`` and the summary;
 * :mod:`.tables` -- means with 95 % intervals over seeds and paired per-seed
-  differences (mixing minus no mixing, DM minus the mixup CE).
+  differences (mixing minus no mixing, DM minus the mixup CE);
+* :mod:`.reproduce` -- ``mixviz reproduce``: train cells of a committed grid
+  again in a fresh run store and check that its claims hold (imported on use).
 """
 
 from mixviz.experiments.compare import (

@@ -26,6 +26,7 @@ from mixviz._validation import check_frame, check_positive
 from mixviz.experiments.presets import PRESETS, Cell, Preset, cells, options_text, preset
 from mixviz.experiments.tables import paired_effects, summarize, summary_markdown, sweep_markdown, sweep_table
 from mixviz.ioutil import atomic_write_text
+from mixviz.machine import machine_text
 
 __all__ = ["RESULT_COLUMNS", "result_row", "compare", "default_jobs", "estimated_cost", "longest_first", "train_cells",
            "write_plots", "register_command"]
@@ -33,12 +34,14 @@ __all__ = ["RESULT_COLUMNS", "result_row", "compare", "default_jobs", "estimated
 RESULT_COLUMNS = ["regime", "dataset", "model", "method", "policy", "loss", "seed", "test_acc", "ece", "nll",
                   "mixed_top1", "mixed_top2", "cutmix_top2_both", "cutmix_top2_one", "mixup_top2_both",
                   "mixup_top2_one", "memorised", "still_right", "sec_per_epoch", "epochs", "alpha", "loss_options",
-                  "label_noise", "eval_policy", "run_id"]
+                  "label_noise", "eval_policy", "run_id", "machine"]
 
 
 def result_row(run: Any, run_id: str, regime: str | None = None, method: str | None = None) -> dict[str, Any]:
     """One row of ``results.csv`` from a finished run (its config and metrics);
-    metrics a run did not record are NaN."""
+    metrics a run did not record are NaN.  ``machine`` is where it ran
+    (:func:`mixviz.machine.machine_text`; empty for runs made before runs
+    recorded it)."""
     m, c = run.metrics, run.config
     nan = float("nan")
     row = {"regime": regime or c.dataset, "dataset": c.dataset, "model": c.model,
@@ -48,7 +51,7 @@ def result_row(run: Any, run_id: str, regime: str | None = None, method: str | N
         row[key] = m.get(key, nan)
     row.update(alpha=c.alpha, loss_options=options_text(c),
                label_noise=float(c.dataset_options.get("label_noise", 0.0)),
-               eval_policy=m.get("eval_policy", ""), run_id=run_id)
+               eval_policy=m.get("eval_policy", ""), run_id=run_id, machine=machine_text(m.get("machine")))
     return row
 
 

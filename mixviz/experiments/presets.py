@@ -254,6 +254,10 @@ CPU_ALPHA = {"automix": 2.0}
 #: dynamic policy); the CPU budget of `make demo` leaves the others to `full`.
 QUICK_POLICIES = ("none", "mixup", "cutmix", "puzzlemix")
 _HEADLINE = ("none+ce", "mixup+mixup_ce")
+#: The headline pair's seeds: 4, the fewest whose paired interval stays above 0 when each seed's difference also
+#: moves by the spread measured across two 2-core machines (issue 18; scripts/headline_seeds.py: at 3 seeds the
+#: committed +10.7 ± 4.2 read +11.5 ± 11.9 on the other machine).
+_HEADLINE_SEEDS = (0, 1, 2, 3)
 #: Rows the CPU budget leaves out: DM on the dynamic policies (the DM paper's claim is static + DM against
 #: dynamic + mixup CE) and input averaging with the plain mixup CE (its point is the midpoint labels).
 _CPU_SKIP = ("saliencymix+dm", "puzzlemix+dm", "automix+dm", "average+mixup_ce")
@@ -273,11 +277,11 @@ _GPU_CLUTTER_NOISY = dict(_GPU_CLUTTER, dataset_options=dict(_GPU_CLUTTER["datas
 
 PRESETS: dict[str, Preset] = {
     "quick": Preset(
-        "quick", "clutter shapes with 40 % noisy labels (16 px, 1000 images, 60 epochs): 3 seeds of plain training "
+        "quick", "clutter shapes with 40 % noisy labels (16 px, 1000 images, 60 epochs): 4 seeds of plain training "
                  "and mixup, 1 of mixup + DM, CutMix (+ DM) and PuzzleMix; what `make demo` runs, about 3 minutes "
                  "on a 2-core laptop CPU",
         bases={"noisy40": _clutter(1000, 60, 0.4)}, seeds=(0,), policies=QUICK_POLICIES, alpha=CPU_ALPHA,
-        figure_regime="noisy40", method_seeds={m: (0, 1, 2) for m in _HEADLINE}, skip=_CPU_SKIP),
+        figure_regime="noisy40", method_seeds={m: _HEADLINE_SEEDS for m in _HEADLINE}, skip=_CPU_SKIP),
     "full": Preset(
         "full", "clutter shapes clean, with 20 % and 40 % noisy labels, and with 20 labels per class (16 px), "
                 "5 seeds: about 70 minutes on a 2-core laptop CPU (--jobs 2)",

@@ -16,7 +16,7 @@ import pandas as pd
 from mixviz import stats
 from mixviz._validation import check_frame
 
-__all__ = ["SUMMARY_METRICS", "EFFECT_METRICS", "SWEEP_METRICS", "kind_of", "summarize", "paired_effects",
+__all__ = ["ILLUSTRATION", "SUMMARY_METRICS", "EFFECT_METRICS", "SWEEP_METRICS", "kind_of", "summarize", "paired_effects",
            "summary_markdown", "effects_markdown", "headline", "sweep_table", "sweep_markdown"]
 
 #: Metrics averaged per method (those present in the results).
@@ -25,6 +25,7 @@ SUMMARY_METRICS = ("test_acc", "ece", "nll", "mixed_top1", "mixed_top2", "cutmix
 #: Metrics of the paired differences.
 EFFECT_METRICS = ("test_acc", "ece", "mixed_top2", "cutmix_top2_both", "mixup_top2_both", "memorised")
 _GROUP = ["regime", "dataset", "method", "policy", "loss"]
+ILLUSTRATION = stats.ILLUSTRATION
 BASELINE = "none+ce"
 #: The standard static recipe that the DM paper's claim measures dynamic policies and static + DM against.
 MIXUP = "mixup+mixup_ce"
@@ -140,28 +141,34 @@ def effects_markdown(effects: pd.DataFrame, comparison: str) -> list[str]:
     cols = [(title, m) for title, m in _EFFECT_COLUMNS if m in rows.columns and rows[m].notna().any()]
     lines = ["| method | seeds | " + " | ".join(t for t, _ in cols) + " |", "|---|---|" + "---|" * len(cols)]
     for r in rows.to_dict("records"):
-        lines.append(f"| {r['treatment']} | {r['seeds']} | " + " | ".join(_diff_cell(r, m) for _, m in cols) + " |")
+        seeds = ILLUSTRATION if int(r["seeds"]) < 2 else r["seeds"]
+        lines.append(f"| {r['treatment']} | {seeds} | " + " | ".join(_diff_cell(r, m) for _, m in cols) + " |")
     return lines
 
 
 def headline(summary: pd.DataFrame, effects: pd.DataFrame, regime: str) -> str:
     """One sentence on the best mixing method of ``regime`` against no mixing:
-    its paired difference and what the interval says."""
+    its paired difference and what the interval says.  Only methods paired
+    on several seeds are ranked: those on one seed are named as
+    :data:`ILLUSTRATION` and never called best."""
     mine = effects[(effects["regime"] == regime) & (effects["comparison"] == "mixing - none+ce")]
     if mine.empty:
         return ""
-    best = mine.loc[mine["test_acc"].idxmax()]
+    several = mine[mine["seeds"] >= 2]
+    single = list(mine.loc[mine["seeds"] < 2, "treatment"])
+    note = f" {ILLUSTRATION}, not ranked: {', '.join(single)}." if single else ""
+    if several.empty or several["test_acc"].isna().all():
+        return (f"Every mixing method ran on 1 seed against none + ce ({ILLUSTRATION}): no interval, no claim "
+                f"and no best method.")
+    best = several.loc[several["test_acc"].idxmax()]
     iv = stats.Interval(float(best["test_acc"]), float(best["test_acc_ci"]), int(best["seeds"]))
     word = stats.verdict(iv, "more accurate", "less accurate")
     text = stats.format_ci(iv, 100, 1, signed=True).rstrip(" *")
-    if iv.n < 2:
-        return (f"Best mixing method: {best['treatment']}, {text} points against none + ce on one seed: no "
-                f"interval, so no claim.")
     if word == "no measurable difference":
         return (f"Best mixing method: {best['treatment']}, {text} points against none + ce over {iv.n} paired "
-                f"seeds: no measurable difference (the 95 % interval includes 0).")
+                f"seeds: no measurable difference (the 95 % interval includes 0).{note}")
     return (f"Best mixing method: {best['treatment']}, {text} points against none + ce over {iv.n} paired seeds: "
-            f"{word} (the 95 % interval excludes 0).")
+            f"{word} (the 95 % interval excludes 0).{note}")
 
 
 def summary_markdown(summary: pd.DataFrame, effects: pd.DataFrame | None = None) -> str:
@@ -191,7 +198,7 @@ def summary_markdown(summary: pd.DataFrame, effects: pd.DataFrame | None = None)
                                        "Dynamic policies and DM rows minus mixup + mixup CE")):
                 if (mine["comparison"] == comparison).any():
                     parts.append(f"{title}, paired per seed, in points (± 95 % interval; * the interval "
-                                 f"excludes 0):\n")
+                                 f"excludes 0; {ILLUSTRATION}: no interval, no claim):\n")
                     parts += effects_markdown(mine, comparison)
                     parts.append("")
             line = headline(summary, effects, regime)

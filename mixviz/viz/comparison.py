@@ -10,10 +10,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from mixviz.stats import ILLUSTRATION
 from mixviz.viz._common import check_frame, check_mapping, interval_half, method_labels, new_figure, percent
 from mixviz.viz.style import KIND_MARKERS, method_colors, metric_label, themed
 
-__all__ = ["method_comparison", "method_bars", "method_summary", "KIND_COLORS"]
+__all__ = ["method_comparison", "method_bars", "method_summary", "KIND_COLORS", "ILLUSTRATION"]
 
 #: Colour of each training kind in :func:`method_bars`.
 KIND_COLORS = {"static": "#4c72b0", "dynamic": "#dd8452", "DM loss": "#55a868", "midpoint loss": "#8172b3",
@@ -91,12 +92,15 @@ def _subtitle(results: pd.DataFrame, summary: pd.DataFrame) -> str:
     for col in ("dataset", "model"):
         if col in results.columns and results[col].nunique() == 1:
             parts.append(str(results[col].iloc[0]))
-    seeds = int(summary["n"].min()), int(summary["n"].max())
-    if seeds[1] == 1:
-        parts.append("1 run per method, no spread shown")
+    several = summary.loc[summary["n"] > 1, "n"]
+    if several.empty:
+        parts.append(f"1 run per method, no spread shown ({ILLUSTRATION}, not ranked)")
     else:
-        runs = f"{seeds[0]} runs" if seeds[0] == seeds[1] else f"{seeds[0]}-{seeds[1]} runs"
+        lo, hi = int(several.min()), int(several.max())
+        runs = f"{lo} runs" if lo == hi else f"{lo}-{hi} runs"
         parts.append(f"mean ± 95 % interval over {runs} per method")
+        if len(several) < len(summary):
+            parts.append(f"hollow: {ILLUSTRATION}, no interval")
     return ", ".join(parts)
 
 
@@ -105,7 +109,9 @@ def method_comparison(results: pd.DataFrame, x: str = "sec_per_epoch", y: str = 
                       kinds: Mapping[str, str] | None = None) -> Figure:
     """One point per method: the mean of ``y`` against the mean of ``x`` over
     seeds, with the 95 % Student-t interval of each mean as error bars in
-    both directions (none for a single run).
+    both directions.  A method on one seed has no interval: its mark is
+    hollow and its name says "1 seed: illustration" (a picture of one draw,
+    not a ranking).
 
     The marker shows the training kind: circle = static mixing, square =
     dynamic mixing (saliency / graph cuts, slower), triangle = the Decoupled
@@ -136,26 +142,28 @@ def method_comparison(results: pd.DataFrame, x: str = "sec_per_epoch", y: str = 
     fig, axes = new_figure(1, 1, figsize=(8.0, 5.2), layout="constrained")
     ax = axes[0, 0]
     annotate = len(summary) <= ANNOTATE_MAX
+    names = []
     for row, policy in zip(summary.itertuples(index=False), policies):
         r = row._asdict()
-        spread = r["n"] > 1  # one run has no spread: no error bar
+        spread = r["n"] > 1  # one run has no spread: no error bar, a hollow mark, and it says so
+        names.append(r["method"] if spread else f"{r['method']} ({ILLUSTRATION})")
         ax.errorbar(r[x], r[y], xerr=r[f"{x}_ci"] if spread else None, yerr=r[f"{y}_ci"] if spread else None,
-                    marker=KIND_MARKERS[r["kind"]],
-                    markersize=9, color=colors[policy], markeredgecolor="black", markeredgewidth=0.6,
+                    marker=KIND_MARKERS[r["kind"]], markersize=9, color=colors[policy],
+                    markerfacecolor=colors[policy] if spread else "none",
+                    markeredgecolor="black" if spread else colors[policy], markeredgewidth=0.6 if spread else 1.8,
                     capsize=3, linestyle="none", label=r["method"])
         if annotate:
-            ax.annotate(r["method"], (r[x], r[y]), textcoords="offset points", xytext=(7, 5), fontsize="small")
+            ax.annotate(names[-1], (r[x], r[y]), textcoords="offset points", xytext=(7, 5), fontsize="small")
     ax.set_xlabel(metric_label(x))
     ax.set_ylabel(metric_label(y))
     ax.set_title(f"{metric_label(y)} vs {metric_label(x)}\n({_subtitle(results, summary)})")
     handles = [Line2D([], [], marker=KIND_MARKERS[k], color="0.4", linestyle="none", markersize=8, label=k)
                for k in KIND_MARKERS if k in set(summary["kind"])]
+    if (summary["n"] < 2).any():
+        handles.append(Line2D([], [], marker="o", color="0.4", markerfacecolor="none", markeredgewidth=1.8,
+                              linestyle="none", markersize=8, label=f"hollow: {ILLUSTRATION}"))
     fig.legend(handles=handles, loc="outside right lower", title="kind (marker)", fontsize="small")
-    method_handles, method_names = [], []
-    for line in ax.containers:
-        method_handles.append(line)
-        method_names.append(line.get_label())
-    fig.legend(method_handles, method_names, loc="outside right upper", title="method", fontsize="small")
+    fig.legend(list(ax.containers), names, loc="outside right upper", title="method", fontsize="small")
     ax.margins(x=0.15, y=0.15)
     return fig
 
@@ -166,7 +174,9 @@ def method_bars(results: pd.DataFrame, metric: str = "test_acc",
     """Horizontal bars of ``metric`` per method (mean over seeds, its 95 %
     interval as error bars, each run as a dot), sorted by the mean with the best method
     on top (lowest for ECE, NLL, loss and time; highest otherwise), coloured
-    by the training kind (static / dynamic / DM loss).
+    by the training kind (static / dynamic / DM loss).  A method on one seed
+    is not ranked: its bar is hollow, without an interval, below the ranked
+    ones, and its label says "1 seed: illustration".
 
     Args:
         results: one row per run with the column ``metric`` and ``policy`` and
@@ -181,13 +191,19 @@ def method_bars(results: pd.DataFrame, metric: str = "test_acc",
     if not isinstance(metric, str):
         raise TypeError(f"metric must be a column name (str), got {type(metric).__name__}")
     ascending = metric not in LOWER_IS_BETTER  # barh draws the last row on top: the best method goes there
-    summary = method_summary(results, [metric], kinds).sort_values(metric, ascending=ascending, kind="stable")
-    summary = summary.reset_index(drop=True)
+    summary = method_summary(results, [metric], kinds)
+    # only methods with several seeds are ranked; those on one seed go below them, in table order, hollow
+    ranked = summary[summary["n"] > 1].sort_values(metric, ascending=ascending, kind="stable")
+    summary = pd.concat([summary[summary["n"] < 2].iloc[::-1], ranked]).reset_index(drop=True)
+    single = (summary["n"] < 2).to_numpy()
     fig, axes = new_figure(1, 1, figsize=(7.5, 1.2 + 0.45 * len(summary)), layout="constrained")
     ax = axes[0, 0]
     pos = np.arange(len(summary))
-    ax.barh(pos, summary[metric], xerr=summary[f"{metric}_ci"].fillna(0.0), capsize=3,
-                   color=[KIND_COLORS[k] for k in summary["kind"]], edgecolor="black", linewidth=0.6)
+    kind_colors = [KIND_COLORS[k] for k in summary["kind"]]
+    ax.barh(pos, summary[metric], xerr=summary[f"{metric}_ci"].where(~single).fillna(0.0), capsize=3,
+            color=["none" if one else c for one, c in zip(single, kind_colors)],
+            edgecolor=[c if one else "black" for one, c in zip(single, kind_colors)],
+            linewidth=[1.8 if one else 0.6 for one in single])
     labels = method_labels(results).to_numpy()
     runs = percent(f"results[{metric!r}]", pd.to_numeric(results[metric], errors="coerce").to_numpy(float), metric)
     right = []
@@ -198,10 +214,12 @@ def method_bars(results: pd.DataFrame, metric: str = "test_acc",
     span = max(np.nanmax(right), 1e-12)
     for i, value in enumerate(summary[metric]):
         ax.text(right[i] + 0.02 * span, pos[i], f"{value:.2f}", va="center", fontsize="small")
-    ax.set_yticks(pos, summary["method"])
+    ax.set_yticks(pos, [f"{m} ({ILLUSTRATION})" if one else m for m, one in zip(summary["method"], single)])
     ax.set_xlabel(metric_label(metric))
     ax.grid(axis="y", visible=False)
-    ax.set_title(f"{metric_label(metric)} per method\n({_subtitle(results, summary)}; dots = single runs; best on top)")
+    order = "best on top" if not single.any() else "not ranked" if single.all() else \
+        "several seeds ranked, best on top; 1 seed below, not ranked"
+    ax.set_title(f"{metric_label(metric)} per method\n({_subtitle(results, summary)}; dots = single runs; {order})")
     handles = [Line2D([], [], marker="s", color=KIND_COLORS[k], linestyle="none", markersize=10,
                       markeredgecolor="black", label=k) for k in KIND_COLORS if k in set(summary["kind"])]
     ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(1.01, 0.0), title="kind", fontsize="small")

@@ -7,11 +7,13 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from mixviz.viz._common import (check_frame, check_fractions, history_values, integer_epochs, interval_half,
                                 method_labels, new_figure)
+from mixviz.stats import ILLUSTRATION
 from mixviz.viz.curves import check_histories
 from mixviz.viz.style import method_colors, themed
 
@@ -41,26 +43,34 @@ def final_mixed_accuracy(final: pd.DataFrame) -> pd.DataFrame:
 
 
 def _final_title(counts: pd.Series) -> str:
-    """"final (1 run per method)" or "final (mean ± 95 % interval over N seeds)"."""
-    lo, hi = int(counts.min()), int(counts.max())
+    """"final (1 run per method ...)" or "final (mean ± 95 % interval over N
+    seeds)", saying when some methods ran on one seed (hollow bars)."""
+    hi = int(counts.max())
     if hi == 1:
-        return "final (1 run per method, no spread shown)"
+        return f"final (1 run per method, no spread shown: {ILLUSTRATION})"
+    lo = int(counts[counts > 1].min())
     seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
-    return f"final (mean ± 95 % interval over {seeds} seeds)"
+    hollow = f"; hollow: {ILLUSTRATION}" if (counts < 2).any() else ""
+    return f"final (mean ± 95 % interval over {seeds} seeds{hollow})"
 
 
 def _draw_final(ax, table: pd.DataFrame, colors: dict) -> None:
     x = np.arange(len(table))
     width = 0.38
     several = bool((table["n"] > 1).any())  # a single run has no spread: no error bar drawn
+    single = (table["n"] < 2).to_numpy()  # and its bars are hollow: 1 seed is an illustration
+    method_color = [colors.get(m, "0.5") for m in table["method"]]
     for offset, (col, label), hatch in ((-width / 2, TOPK[0], None), (width / 2, TOPK[1], "//")):
         key = "top1" if col == "mixed_top1" else "top2"
         yerr = table[f"{key}_ci"].where(table["n"] > 1) if several else None
+        shade = 1.0 if hatch is None else 0.6  # in the face colour: an alpha argument would fill the hollow bars
         bars = ax.bar(x + offset, table[key], width=width, yerr=yerr, capsize=3,
-                      color=[colors.get(m, "0.5") for m in table["method"]], edgecolor="black",
-                      linewidth=0.6, hatch=hatch, alpha=1.0 if hatch is None else 0.6)
+                      color=["none" if one else to_rgba(c, shade) for one, c in zip(single, method_color)],
+                      edgecolor=[c if one else "black" for one, c in zip(single, method_color)],
+                      linewidth=[1.6 if one else 0.6 for one in single], hatch=hatch)
         ax.bar_label(bars, labels=[f"{v:.0f}" for v in table[key]], fontsize="x-small", padding=2)
-    ax.set_xticks(x, table["method"], rotation=30, ha="right")
+    ax.set_xticks(x, [f"{m}\n({ILLUSTRATION})" if one else m for m, one in zip(table["method"], single)],
+                  rotation=30, ha="right")
     ax.set_ylim(0, 118)
     ax.set_ylabel("accuracy on mixed samples (%)")
     ax.set_title(_final_title(table["n"]))

@@ -9,6 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mixviz.viz._common import check_frame, new_figure
+from mixviz.stats import ILLUSTRATION
 from mixviz.viz.style import metric_label, themed
 
 __all__ = ["dm_sweep"]
@@ -22,7 +23,8 @@ def dm_sweep(table: pd.DataFrame, metrics: Sequence[str] = ("test_acc", "ece", "
     """DM minus the mixup CE (paired per seed) against eta, one line per mode,
     with the 95 % interval as error bars; one row of panels per (regime,
     policy), one column per metric.  A dashed line marks 0: an error bar that
-    crosses it is no measurable difference.
+    crosses it is no measurable difference.  A point on one seed has no
+    interval: it is drawn hollow ("1 seed: illustration").
 
     Args:
         table: :func:`mixviz.experiments.sweep_table` (columns ``regime``,
@@ -54,9 +56,16 @@ def dm_sweep(table: pd.DataFrame, metrics: Sequence[str] = ("test_acc", "ece", "
                 x = lines["eta"].to_numpy(dtype=float)
                 y = 100 * lines[metric].to_numpy(dtype=float)
                 err = 100 * lines[f"{metric}_ci"].to_numpy(dtype=float)
+                several = lines["seeds"].to_numpy() > 1  # one seed: no interval, a hollow mark
                 jitter = 1.0 + 0.06 * (i - 1)  # modes side by side at the same eta
-                ax.errorbar(np.where(x > 0, x * jitter, x), y, yerr=np.where(np.isnan(err), 0, err), color=color,
-                            marker=marker, markersize=5, capsize=3, linewidth=1.4, label=mode)
+                xs = np.where(x > 0, x * jitter, x)
+                ax.errorbar(xs, y, yerr=np.where(np.isnan(err) | ~several, 0, err), color=color,
+                            marker=marker, markevery=list(several), markersize=5, capsize=3, linewidth=1.4,
+                            label=mode)
+                if not several.all():
+                    ax.plot(xs[~several], y[~several], linestyle="none", marker=marker, markersize=6,
+                            markerfacecolor="none", markeredgecolor=color, markeredgewidth=1.5,
+                            label=f"{mode} ({ILLUSTRATION})")
             ax.axhline(0.0, color="0.3", linestyle="--", linewidth=0.8)
             ax.set_xscale("symlog", linthresh=linthresh)
             ax.set_xticks(etas, [f"{e:g}" for e in etas])
@@ -69,5 +78,7 @@ def dm_sweep(table: pd.DataFrame, metrics: Sequence[str] = ("test_acc", "ece", "
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), title="DM mode")
     seeds = sorted(set(int(s) for s in table["seeds"]))
-    fig.suptitle(f"DM minus mixup CE, paired per seed (mean ± 95 % interval over {'/'.join(map(str, seeds))} seeds)")
+    hollow = f"; hollow: {ILLUSTRATION}, no interval" if 1 in seeds else ""
+    fig.suptitle(f"DM minus mixup CE, paired per seed (mean ± 95 % interval over {'/'.join(map(str, seeds))} "
+                 f"seeds{hollow})")
     return fig
