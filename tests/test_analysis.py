@@ -282,8 +282,10 @@ def test_mismatch_reports(tiny):
     with pytest.raises(ValueError, match="model"):
         analysis.mismatch_reports(test.images, test.labels, test.masks, ["puzzlemix"])
     # a plain module can guide a dynamic policy too
-    plain = analysis.dynamic_models({"none+ce": tiny["clutter"]["none+ce"].model}, ["saliencymix"])
-    assert plain["saliencymix"] is tiny["clutter"]["none+ce"].model
+    plain = analysis.dynamic_models({"none+ce": tiny["clutter"]["none+ce"].model}, ["puzzlemix_lite"])
+    assert plain["puzzlemix_lite"] is tiny["clutter"]["none+ce"].model
+    # SaliencyMix's default saliency (the authors' model-free image saliency) asks no model
+    assert analysis.dynamic_models({"none+ce": tiny["clutter"]["none+ce"].model}, ["saliencymix"]) == {}
     with pytest.raises(ValueError, match="dynamic"):
         analysis.dynamic_models({"mine": nn.Linear(2, 2)}, ["puzzlemix"])
 

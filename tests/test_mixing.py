@@ -52,8 +52,8 @@ def test_available_lists_static_and_dynamic_policies():
         "gridmix": "static", "smoothmix": "static", "average": "static", "manifold": "static",
         "saliencymix": "dynamic", "puzzlemix": "dynamic", "puzzlemix_lite": "dynamic", "automix": "dynamic"}
     assert {n for n in POLICIES if not POLICIES[n].needs_images} == {"none", "mixup", "average", "manifold"}
-    assert {n for n in POLICIES if POLICIES[n].needs_model} == {"saliencymix", "puzzlemix", "puzzlemix_lite",
-                                                                "automix"}
+    # saliencymix's default saliency is the authors' model-free image saliency
+    assert {n for n in POLICIES if POLICIES[n].needs_model} == {"puzzlemix", "puzzlemix_lite", "automix"}
     assert {n for n in POLICIES if POLICIES[n].state is not None} == {"automix"}
     assert {n for n in POLICIES if POLICIES[n].hidden} == {"manifold"}
     assert POLICIES["fmix"].options == {"correct_lam": True, "decay_power": 3.0}
@@ -255,6 +255,10 @@ def test_mix_callable_checks():
     model = tiny_cnn(3)
     images, targets = Mix("saliencymix", num_classes=NUM_CLASSES, model=model)(*batch(3, 3, 8, 8))
     torch.testing.assert_close(targets.sum(1), torch.ones(3))
+    images, targets = Mix("saliencymix", num_classes=NUM_CLASSES)(*batch(3, 3, 8, 8))  # spectral: no model
+    torch.testing.assert_close(targets.sum(1), torch.ones(3))
+    with pytest.raises(ValueError, match="model"):
+        Mix("saliencymix", num_classes=NUM_CLASSES, saliency="gradient")
 
 
 # --------------------------------------------------------------------------- bad input
@@ -282,7 +286,9 @@ def test_unknown_policy_and_option():
     with pytest.raises(ValueError, match="scope"):
         mix("resizemix", x, y, scope=(0.5, 0.2))
     with pytest.raises(TypeError, match="grid"):
-        mix("gridmix", x, y, grid=(1.5, 3))
+        mix("gridmix", x, y, grid=(2, 6))  # the old random-cells option is gone
+    with pytest.raises(TypeError, match="n_holes"):
+        mix("gridmix", x, y, n_holes=1.5)
     with pytest.raises(TypeError, match="correct_lam"):
         mix("cutmix", x, y, correct_lam=1)
 
@@ -326,10 +332,11 @@ def test_nan_in_x_is_a_value_check(policy):
 @pytest.mark.parametrize("policy", ["saliencymix", "puzzlemix"])
 def test_dynamic_without_model(policy):
     x, y = batch(3, 3, 8, 8)
+    options = {"saliency": "gradient"} if policy == "saliencymix" else {}  # saliencymix's default needs none
     with pytest.raises(ValueError, match="model is required"):
-        mix(policy, x, y)
+        mix(policy, x, y, **options)
     with pytest.raises(TypeError, match="model"):
-        mix(policy, x, y, model="resnet")
+        mix(policy, x, y, model="resnet", **options)
 
 
 def test_static_policies_ignore_model():

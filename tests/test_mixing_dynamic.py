@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -145,7 +146,8 @@ def test_saliencymix_box_is_centred_on_partner_peak():
     for dr, dc in itertools.product((-1, 0, 1), repeat=2):  # 3x3 objects: a unique peak after smoothing
         x[torch.arange(b), 0, peaks[:, 0] + dr, peaks[:, 1] + dc] = 1.0
     y = torch.zeros(b, dtype=torch.long)
-    out = mix("saliencymix", x, y, generator=torch.Generator().manual_seed(1), model=EnergyModel(), alpha=0.5)
+    out = mix("saliencymix", x, y, generator=torch.Generator().manual_seed(1), model=EnergyModel(), alpha=0.5,
+              saliency="gradient")
     for i in range(b):
         pr, pc = peaks[out.index[i]].tolist()
         inside = (out.mask[i, 0] == 0).nonzero()
@@ -171,10 +173,68 @@ def test_saliencymix_spectral_needs_no_model():
 def test_spectral_residual_finds_the_odd_patch():
     x = torch.full((1, 3, 32, 32), 0.5)
     x[0, :, 20:23, 6:9] = 1.0
+    for size in (64, None):
+        sal = spectral_residual_saliency(x, size=size)
+        assert sal.shape == (1, 32, 32)
+        r, c = divmod(int(sal[0].argmax()), 32)
+        assert 18 <= r <= 24 and 4 <= c <= 10
+    with pytest.raises(ValueError, match="window"):
+        spectral_residual_saliency(x, window=4)
+    with pytest.raises(TypeError, match="size"):
+        spectral_residual_saliency(x, size=6.5)
+
+
+def test_spectral_residual_matches_opencv_on_photos():
+    """OpenCV's StaticSaliencySpectralResidual (the maps the default SaliencyMix saliency reproduces) on
+    scikit-learn's two sample photos (427 x 640): after scaling each map to [0, 1], correlation >= 0.999,
+    largest pixel difference <= 0.03 (measured: 0.99996 / 0.0100 and 0.99998 / 0.0091; the gap is OpenCV's
+    uint8 gray image and fixed-point resize), and the same most salient pixel."""
+    cv2 = pytest.importorskip("cv2")
+    if not hasattr(cv2, "saliency"):
+        pytest.skip("OpenCV without the contrib saliency module")
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images
+    x = torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2).float() / 255
+    ours = spectral_residual_saliency(x).numpy()
+    detector = cv2.saliency.StaticSaliencySpectralResidual_create()
+    for photo, mine in zip(photos, ours):
+        ok, ref = detector.computeSaliency(cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+        assert ok and ref.shape == mine.shape
+        ref, mine = (ref - ref.min()) / np.ptp(ref), (mine - mine.min()) / np.ptp(mine)
+        assert np.corrcoef(ref.ravel(), mine.ravel())[0, 1] >= 0.999
+        assert np.abs(ref - mine).max() <= 0.03
+        assert ref.argmax() == mine.argmax()
+    # small images (mixviz's data sets are 16-32 px): 32-px thumbnails of 96-px crops, both methods
+    # upsampling to 64 px; OpenCV's 8-bit rounding weighs more here (measured median correlation 0.986)
+    rng = np.random.default_rng(0)
+    corners = rng.integers(0, (427 - 96, 640 - 96), size=(100, 2))
+    thumbs = np.stack([cv2.resize(photos[k % 2][r:r + 96, c:c + 96], (32, 32), interpolation=cv2.INTER_AREA)
+                       for k, (r, c) in enumerate(corners)])
+    ours = spectral_residual_saliency(torch.from_numpy(thumbs).permute(0, 3, 1, 2).float() / 255).numpy()
+    corr = [np.corrcoef(detector.computeSaliency(cv2.cvtColor(t, cv2.COLOR_RGB2BGR))[1].ravel(), m.ravel())[0, 1]
+            for t, m in zip(thumbs, ours)]
+    assert np.median(corr) >= 0.97
+
+
+def test_saliencymix_default_is_the_authors_box_on_the_spectral_peak():
+    """No model: the box of sides int(sqrt(1 - lam) * size), edges side // 2 from the partner's most
+    spectral-salient pixel, cut at the border."""
+    b, h, w = 16, 20, 24
+    x = torch.rand(b, 3, h, w, generator=torch.Generator().manual_seed(0))
+    out = mix("saliencymix", x, torch.arange(b), generator=torch.Generator().manual_seed(2), correct_lam=False)
     sal = spectral_residual_saliency(x)
-    assert sal.shape == (1, 32, 32)
-    r, c = divmod(int(sal[0].argmax()), 32)
-    assert 18 <= r <= 24 and 4 <= c <= 10
+    for i in range(b):
+        py, px = divmod(int(sal[out.index[i]].argmax()), w)
+        s = math.sqrt(1 - float(out.lam[i]))
+        half_h, half_w = int(s * h) // 2, int(s * w) // 2
+        want = torch.ones(h, w)
+        want[max(py - half_h, 0):py + half_h, max(px - half_w, 0):px + half_w] = 0
+        assert torch.equal(out.mask[i, 0], want), i
+    shared = mix("saliencymix", x, torch.arange(b), generator=torch.Generator().manual_seed(2), per_sample=False)
+    assert bool((shared.mask == shared.mask[:1]).all()) and bool((shared.lam == shared.lam[0]).all())
+    py, px = divmod(int(sal[shared.index[0]].argmax()), w)  # the authors' box: sample 0's partner's peak
+    assert shared.mask[0, 0, py, px] == 0 or bool((shared.mask == 1).all())
 
 
 # --------------------------------------------------------------------------- the extra pass
@@ -194,13 +254,14 @@ def test_input_gradient_saliency_reference():
 
 @pytest.mark.parametrize("policy", ["saliencymix", "puzzlemix", "puzzlemix_lite"])
 def test_extra_pass_leaves_model_untouched(policy):
+    options = {"saliency": "gradient"} if policy == "saliencymix" else {}
     model = small_cnn()
     model[2].eval()  # a user's own per-module mode must survive
     flags = [m.training for m in model.modules()]
     stats = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():  # works inside no_grad too: the input gradient is taken with enable_grad
-        mix(policy, x, torch.tensor([0, 1, 2, 0]), model=model)
+        mix(policy, x, torch.tensor([0, 1, 2, 0]), model=model, **options)
     assert [m.training for m in model.modules()] == flags
     assert all(p.grad is None for p in model.parameters())
     for k, v in model.state_dict().items():

@@ -13,10 +13,13 @@ True
 Static policies (:mod:`.static`): ``none``, ``mixup``, ``cutmix``, ``fmix``,
 ``resizemix``, ``gridmix``, ``smoothmix``, ``average``, and ``manifold``
 (:mod:`.manifold`, Manifold Mixup: mixes inside the network, so run the model
-with :func:`forward`).  Dynamic policies (need ``model=``): ``saliencymix``
-(:mod:`.dynamic`), ``puzzlemix`` and its reduced variant ``puzzlemix_lite``
-(:mod:`.puzzlemix`), and ``automix`` (:mod:`.automix`, a learned mixer: its
-``model=`` is the state from :func:`build_state`).
+with :func:`forward`); their masks are built in :mod:`.masks`.  Dynamic
+policies (the mask follows the image content): ``saliencymix``
+(:mod:`.dynamic`; model-free by default, ``model=`` with
+``saliency="gradient"``) and, needing ``model=``, ``puzzlemix`` and its
+reduced variant ``puzzlemix_lite`` (:mod:`.puzzlemix`), and ``automix``
+(:mod:`.automix`, a learned mixer: its ``model=`` is the state from
+:func:`build_state`).
 ``POLICIES[name]`` describes each one (kind, mask, 4-D images, options).
 """
 

@@ -115,17 +115,17 @@ POLICIES: Mapping[str, PolicyInfo] = MappingProxyType({p.name: p for p in (
     _info("fmix", "static", static.fmix, mask=True, images=True,
           summary="binary mask from a thresholded low-frequency Fourier field"),
     _info("resizemix", "static", static.resizemix, mask=True, images=True, exact=False,
-          summary="the whole partner, shrunk, pasted into a box"),
+          summary="the whole partner, shrunk by tau ~ U(0.1, 0.8), pasted into a box clipped at the border"),
     _info("gridmix", "static", static.gridmix, mask=True, images=True,
-          summary="a grid of cells, each from one image of the pair"),
+          summary="the partner through a regular grid of holes of side sqrt(1 - lam) of their patch"),
     _info("smoothmix", "static", static.smoothmix, mask=True, images=True,
           summary="the partner through a soft Gaussian window"),
     _info("average", "static", static.average, mask=False, images=False,
           summary="plain average of the pair, lam = 0.5"),
     _info("manifold", "static", manifold, mask=False, images=False, exact=False, hidden=True,
           summary="the pair mixed at a random hidden layer inside the network"),
-    _info("saliencymix", "dynamic", dynamic.saliencymix, mask=True, images=True, model=True, cost=1.7,
-          summary="a box on the partner's saliency peak (input-gradient saliency)"),
+    _info("saliencymix", "dynamic", dynamic.saliencymix, mask=True, images=True, cost=1.7,
+          summary="a box on the partner's saliency peak (spectral-residual saliency; model-free)"),
     _info("puzzlemix", "dynamic", puzzlemix, mask=True, images=True, model=True, exact=False, cost=5.0,
           summary="graph-cut mask (0 / 0.5 / 1) keeping both images' salient blocks, which transport moves "
                   "under the mask"),
@@ -214,15 +214,18 @@ def mix(policy: str, x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0,
         alpha: ``lam ~ Beta(alpha, alpha)`` (> 0).
         generator: a ``torch.Generator`` on x's device; the same seed gives
             the same batch.
-        model: the network being trained; needed by the dynamic policies,
-            ignored by the static ones.  For a policy with a learned state
+        model: the network being trained; needed by the dynamic policies
+            that look at it (``POLICIES[policy].needs_model``, and
+            saliencymix with ``saliency="gradient"``), ignored by the others.  For a policy with a learned state
             (``automix``) it is that state (:func:`build_state`).
         per_sample: one lam (and mask) per sample, or one for the batch.
         **options: the policy's own options (``POLICIES[policy].options``),
             e.g. ``correct_lam`` (every policy), ``decay_power`` (fmix),
-            ``scope`` (resizemix), ``grid`` (gridmix), ``saliency``
-            (saliencymix), ``block_num``/``n_labels``/``transport``/``adv_p``/
-            ``clean_lam``/... (puzzlemix), ``layers`` (manifold).  Unknown
+            ``scope``/``use_alpha``/``placement`` (resizemix),
+            ``n_holes``/``hole_aspect_ratio``/``cut_area_ratio``/
+            ``cut_aspect_ratio`` (gridmix), ``saliency`` (saliencymix),
+            ``block_num``/``n_labels``/``transport``/``adv_p``/``clean_lam``/...
+            (puzzlemix), ``layers`` (manifold).  Unknown
             names raise ``TypeError``; so do the options of a learned state
             (they go to :func:`build_state`).
     """
@@ -262,7 +265,7 @@ class Mix:
         if info.hidden:
             raise ValueError(f"policy {policy!r} mixes inside the network, so it cannot return mixed images; "
                              "use mixing.mix(...) and mixing.forward(model, batch)")
-        if info.needs_model and model is None and options.get("saliency") != "spectral":
+        if model is None and (info.needs_model or options.get("saliency") == "gradient"):
             raise ValueError(f"model is required for the dynamic policy {policy!r}")
         _check_options(info, options)
         self.policy = policy

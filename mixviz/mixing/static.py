@@ -17,7 +17,8 @@ each pixel taken from sample a) and blend with ``torch.lerp``::
 ``lam == mask.mean((1, 2, 3))`` per sample: boxes clipped at the border, masks
 quantised to whole pixels and soft masks all give the label weight of the
 pixels actually shown (timm's "lam correction").  ``correct_lam=False`` keeps
-the sampled lam.
+the sampled lam.  The masks are built in :mod:`mixviz.mixing.masks` (re-exported
+here).  ResizeMix and GridMix follow the authors' code (OpenMixup) by default.
 
 ``per_sample=True`` gives every sample its own lam and its own mask;
 ``per_sample=False`` draws one lam and one mask for the whole batch (like
@@ -30,13 +31,22 @@ batch.  Nothing here loops over the samples of a batch or syncs with the host
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 
-from mixviz._validation import check_finite, check_labels, check_positive, check_tensor
+from mixviz._validation import check_choice, check_finite, check_labels, check_positive, check_tensor
 from mixviz.mixing.batch import MixedBatch
+from mixviz.mixing.masks import (  # noqa: F401  (re-exported; dynamic.py and augment.py use the box builders)
+    _box_between,
+    _box_from_center,
+    _check_interval,
+    _uniform,
+    box_mask,
+    fourier_mask,
+    gaussian_mask,
+    grid_mask,
+)
 
 __all__ = [
     "sample_beta",
@@ -95,19 +105,6 @@ def _check_batch(x: torch.Tensor, y: torch.Tensor, *, alpha: float, generator: t
     check_finite("x", x)
 
 
-def _check_interval(name: str, value: object, *, low: float, high: float, integer: bool = False) -> tuple:
-    """``value`` must be a pair ``(lo, hi)`` with ``low <= lo <= hi <= high``."""
-    kinds = (int,) if integer else (int, float)
-    if (not isinstance(value, Sequence) or len(value) != 2
-            or any(isinstance(v, bool) or not isinstance(v, kinds) for v in value)):
-        kind = "ints" if integer else "numbers"
-        raise TypeError(f"{name} must be a pair (low, high) of {kind}, got {value!r}")
-    lo, hi = value
-    if not (low <= lo <= hi <= high):
-        raise ValueError(f"{name} must satisfy {low} <= low <= high <= {high}, got {tuple(value)!r}")
-    return lo, hi
-
-
 # --------------------------------------------------------------------------- random draws
 
 
@@ -152,130 +149,6 @@ def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     if x.requires_grad:
         return x[index]
     return torch.index_select(x, 0, index, out=torch.empty_like(x))
-
-
-def _uniform(n: int, k: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """[k, n] draws from U[0, 1)."""
-    return torch.rand((k, n), generator=generator, device=device)
-
-
-# --------------------------------------------------------------------------- masks
-
-
-def _box_from_center(cy: torch.Tensor, cx: torch.Tensor, box_h: torch.Tensor, box_w: torch.Tensor,
-                     height: int, width: int) -> torch.Tensor:
-    """[n, 1, H, W] float32 mask: 0 inside the box of size ``box_h x box_w``
-    centred at (cy, cx) (pixel units, clipped at the border), 1 outside.
-
-    Built with ``arange`` comparisons, so every sample gets its own box
-    without a loop."""
-    y1 = (cy - box_h / 2).round().clamp(0, height)
-    y2 = (cy + box_h / 2).round().clamp(0, height)
-    x1 = (cx - box_w / 2).round().clamp(0, width)
-    x2 = (cx + box_w / 2).round().clamp(0, width)
-    rows = torch.arange(height, device=cy.device, dtype=cy.dtype)
-    cols = torch.arange(width, device=cy.device, dtype=cy.dtype)
-    out_y = ((rows < y1[:, None]) | (rows >= y2[:, None])).to(torch.float32)
-    out_x = ((cols < x1[:, None]) | (cols >= x2[:, None])).to(torch.float32)
-    # a pixel is outside the box when its row or its column is: max of 0/1 values is "or"
-    return torch.maximum(out_y[:, :, None], out_x[:, None, :]).unsqueeze(1)
-
-
-def box_mask(lam: torch.Tensor, height: int, width: int, *,
-             generator: torch.Generator | None = None) -> torch.Tensor:
-    """CutMix masks [n, 1, H, W] for lam [n].
-
-    The box has height ``sqrt(1 - lam) * H`` and width ``sqrt(1 - lam) * W``
-    (area ``(1 - lam) H W`` before clipping), its centre is uniform over the
-    image, its edges are rounded to whole pixels and clipped at the border.
-    The mask is 0 inside the box (pixels from the partner) and 1 outside.
-    """
-    n = lam.shape[0]
-    side = torch.sqrt((1.0 - lam).clamp(0.0, 1.0))
-    u = _uniform(n, 2, generator, lam.device)
-    return _box_from_center(u[0] * height, u[1] * width, side * height, side * width, height, width)
-
-
-def _top_fraction(scores: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-    """Binary [n, 1, H, W] mask that is 1 on the ``round(lam * H * W)``
-    highest-scoring pixels of each sample (``scores`` [n, H, W])."""
-    n, height, width = scores.shape
-    size = height * width
-    keep = (lam * size).round().long().clamp(0, size)
-    order = torch.argsort(scores.reshape(n, size), dim=1, descending=True)
-    ranked = (torch.arange(size, device=scores.device) < keep[:, None]).to(torch.float32)
-    flat = torch.zeros((n, size), device=scores.device, dtype=torch.float32).scatter_(1, order, ranked)
-    return flat.view(n, 1, height, width)
-
-
-def fourier_mask(lam: torch.Tensor, height: int, width: int, *, decay_power: float = 3.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """FMix masks [n, 1, H, W] for lam [n] (Harris et al. 2020).
-
-    A random complex spectrum ``(a + i b) / max(f, 1/max(H, W)) ** decay_power``
-    with ``a, b ~ N(0, 1)`` and ``f`` the frequency magnitude is brought back
-    to image space with ``torch.fft.irfft2`` (a low-frequency random field), and
-    the ``round(lam * H * W)`` pixels with the highest values are set to 1, the
-    rest to 0.  So each mask has mean ``round(lam H W) / (H W)``, within
-    ``1 / (2 H W)`` of the requested lam.
-    """
-    check_positive("decay_power", decay_power)
-    n = lam.shape[0]
-    fy = torch.fft.fftfreq(height, device=lam.device)[:, None]
-    fx = torch.fft.rfftfreq(width, device=lam.device)[None, :]
-    freq = torch.sqrt(fy ** 2 + fx ** 2)
-    scale = freq.clamp_min(1.0 / max(height, width)) ** (-float(decay_power))
-    parts = torch.randn((2, n, *freq.shape), generator=generator, device=lam.device)
-    spectrum = torch.complex(parts[0], parts[1]) * scale
-    field = torch.fft.irfft2(spectrum, s=(height, width))
-    return _top_fraction(field, lam)
-
-
-def grid_mask(lam: torch.Tensor, height: int, width: int, *, grid: tuple[int, int] = (2, 6),
-              generator: torch.Generator | None = None) -> torch.Tensor:
-    """GridMix masks [n, 1, H, W] for lam [n].
-
-    Each sample draws a grid size ``g`` uniformly from ``grid = (low, high)``
-    and splits the image into ``g x g`` cells (cell of pixel (r, c) is
-    ``(r g // H, c g // W)``); each cell comes from sample a with probability
-    lam, independently.
-    """
-    low, high = _check_interval("grid", grid, low=1, high=10_000, integer=True)
-    n = lam.shape[0]
-    u = _uniform(n, 1, generator, lam.device)[0]
-    cells = low + (u * (high - low + 1)).long().clamp(max=high - low)
-    from_a = (torch.rand((n, high * high), generator=generator, device=lam.device) < lam[:, None])
-    rows = torch.arange(height, device=lam.device)
-    cols = torch.arange(width, device=lam.device)
-    cell_r = rows[None, :] * cells[:, None] // height
-    cell_c = cols[None, :] * cells[:, None] // width
-    cell_id = cell_r[:, :, None] * high + cell_c[:, None, :]
-    mask = torch.gather(from_a, 1, cell_id.reshape(n, height * width))
-    return mask.view(n, 1, height, width).to(torch.float32)
-
-
-def gaussian_mask(lam: torch.Tensor, height: int, width: int, *,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """SmoothMix masks [n, 1, H, W] for lam [n]: ``1 - G`` with a Gaussian bump
-
-        G(r, c) = exp(-(r + 1/2 - cy)^2 / (2 sy^2) - (c + 1/2 - cx)^2 / (2 sx^2))
-
-    (peak 1: the partner's share) centred uniformly at random, with
-    ``sy = s H``, ``sx = s W`` and ``s = sqrt((1 - lam) / (2 pi))``, so that the
-    unclipped bump integrates to ``(1 - lam) H W``.  The mask is soft
-    (values in [0, 1]); clipping at the border makes its mean differ from the
-    sampled lam, which is why lam is corrected by default.
-    """
-    n = lam.shape[0]
-    u = _uniform(n, 2, generator, lam.device)
-    cy, cx = u[0] * height, u[1] * width
-    s = torch.sqrt((1.0 - lam).clamp(0.0, 1.0) / (2 * math.pi)).clamp_min(1e-6)
-    rows = torch.arange(height, device=lam.device, dtype=torch.float32) + 0.5
-    cols = torch.arange(width, device=lam.device, dtype=torch.float32) + 0.5
-    dy = ((rows[None, :] - cy[:, None]) / (s[:, None] * height)) ** 2
-    dx = ((cols[None, :] - cx[:, None]) / (s[:, None] * width)) ** 2
-    bump = torch.exp(-0.5 * (dy[:, :, None] + dx[:, None, :]))
-    return (1.0 - bump).unsqueeze(1)
 
 
 # --------------------------------------------------------------------------- assembling
@@ -377,8 +250,8 @@ def _resize_into_box(partner: torch.Tensor, y1: torch.Tensor, x1: torch.Tensor, 
     b, c, height, width = partner.shape
     rows = torch.arange(height, device=partner.device)
     cols = torch.arange(width, device=partner.device)
-    scale_h = (height / box_h.to(torch.float32))[:, None]
-    scale_w = (width / box_w.to(torch.float32))[:, None]
+    scale_h = (height / box_h.clamp_min(1).to(torch.float32))[:, None]
+    scale_w = (width / box_w.clamp_min(1).to(torch.float32))[:, None]
     src_r = ((rows[None, :] - y1[:, None]).to(torch.float32) * scale_h).floor().long().clamp(0, height - 1)
     src_c = ((cols[None, :] - x1[:, None]).to(torch.float32) * scale_w).floor().long().clamp(0, width - 1)
     source = _expand(src_r[:, :, None] * width + src_c[:, None, :], b).reshape(b, 1, height * width)
@@ -386,49 +259,78 @@ def _resize_into_box(partner: torch.Tensor, y1: torch.Tensor, x1: torch.Tensor, 
     return flat.view(b, c, height, width)
 
 
-def resizemix(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generator: torch.Generator | None = None,
-              per_sample: bool = True, correct_lam: bool = True,
-              scope: tuple[float, float] = (0.1, 0.8)) -> MixedBatch:
-    """ResizeMix (Qin et al. 2020): the whole partner image, shrunk by a
-    factor ``tau`` to a ``round(tau H) x round(tau W)`` box (at least one
-    pixel), is pasted at a uniformly random place fully inside sample a.
+def _resize_box(tau: torch.Tensor, u: torch.Tensor, size: int, placement: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Start and end [n] (long) of ResizeMix's box along one axis of ``size``
+    pixels, for the scale ``tau`` and a U[0, 1) draw ``u`` (see :func:`resizemix`)."""
+    if placement == "clip":
+        half = (tau * size).floor().long().div(2, rounding_mode="floor").clamp_min(1)
+        centre = (u * size).floor().long().clamp(max=size - 1)
+        return (centre - half).clamp(0, size), (centre + half).clamp(0, size)
+    side = (tau * size).round().clamp(1, size).long()
+    start = (u * (size - side + 1)).long().clamp(max=size - side)
+    return start, start + side
 
-    ``tau = low + (high - low) * u`` with ``u ~ Beta(alpha, alpha)`` and
-    ``scope = (low, high)``; with the default ``alpha = 1`` tau is uniform on
-    the scope, as in the paper.  lam = the area share of sample a,
-    ``1 - box area / (H W)`` (exact; ``correct_lam=False`` returns
-    ``1 - tau**2`` instead).  Inputs are
-    ``mask * x + (1 - mask) * resize(x[index])``.
+
+def resizemix(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generator: torch.Generator | None = None,
+              per_sample: bool = True, correct_lam: bool = True, scope: tuple[float, float] = (0.1, 0.8),
+              use_alpha: bool = False, placement: str = "clip") -> MixedBatch:
+    """ResizeMix (Qin et al. 2020): the whole partner image, shrunk by a
+    factor ``tau``, is pasted into a box of sample a.  By default as the
+    authors' code (OpenMixup's ``resizemix``) does it.
+
+    Scale: ``tau ~ Uniform(scope)`` (``alpha`` unused).  With
+    ``use_alpha=True``, ``tau ~ Beta(alpha, alpha)``, redrawn from
+    ``Uniform(scope)`` when it falls outside the scope (OpenMixup's option).
+
+    Box, ``placement="clip"`` (default, the authors'): sides
+    ``c_h = floor(tau H)``, ``c_w = floor(tau W)``, centre ``(cy, cx)`` a
+    uniform pixel, rows ``[cy - c_h // 2, cy + c_h // 2)`` and columns
+    likewise, clipped at the border (so the box is ``2 (c // 2)`` pixels
+    before clipping; at least 2, where the authors' box would be empty and
+    their resize fail).  The partner is squeezed into the clipped box.
+    ``placement="inside"``: a ``round(tau H) x round(tau W)`` box (at least
+    one pixel) at a uniform place fully inside the image.
+
+    The partner is resized with nearest neighbour; inputs are
+    ``mask * x + (1 - mask) * resize(x[index])``.  lam = the area share of
+    sample a, ``1 - box area / (H W)`` (exact; ``correct_lam=False`` returns
+    ``1 - tau**2`` instead).
     """
     _check_batch(x, y, alpha=alpha, generator=generator, per_sample=per_sample, images=True, policy="resizemix")
     low, high = _check_interval("scope", scope, low=0.0, high=1.0)
     if low <= 0:
         raise ValueError(f"scope must have low > 0, got {tuple(scope)!r}")
+    _check_bool("use_alpha", use_alpha)
+    check_choice("placement", placement, ("clip", "inside"))
     b, _, height, width = x.shape
-    index, u = _draw_pairs(x, alpha, generator, per_sample)
-    tau = low + (high - low) * u
-    box_h = (tau * height).round().clamp(1, height).long()
-    box_w = (tau * width).round().clamp(1, width).long()
-    pos = _uniform(u.shape[0], 2, generator, x.device)
-    y1 = (pos[0] * (height - box_h + 1)).long().clamp(max=height - box_h)
-    x1 = (pos[1] * (width - box_w + 1)).long().clamp(max=width - box_w)
-    cy, cx = y1 + box_h / 2, x1 + box_w / 2
-    mask = _box_from_center(cy.to(torch.float32), cx.to(torch.float32), box_h.to(torch.float32),
-                            box_w.to(torch.float32), height, width)
-    pasted = _resize_into_box(_take(x, index), y1, x1, box_h, box_w)
+    n = b if per_sample else 1
+    index = torch.randperm(b, generator=generator, device=x.device)
+    u = _uniform(n, 3, generator, x.device)
+    tau = low + (high - low) * u[0]
+    if use_alpha:
+        beta = sample_beta(alpha, (n,), generator=generator, device=x.device)
+        tau = torch.where((beta >= low) & (beta <= high), beta, tau)
+    y1, y2 = _resize_box(tau, u[1], height, placement)
+    x1, x2 = _resize_box(tau, u[2], width, placement)
+    mask = _box_between(y1, y2, x1, x2, height, width)
+    pasted = _resize_into_box(_take(x, index), y1, x1, y2 - y1, x2 - x1)
     return _masked_batch(x, y, index, 1.0 - tau ** 2, mask, "resizemix", correct_lam, partner=pasted)
 
 
 def gridmix(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generator: torch.Generator | None = None,
-            per_sample: bool = True, correct_lam: bool = True, grid: tuple[int, int] = (2, 6)) -> MixedBatch:
-    """GridMix (Baek et al. 2021): a ``g x g`` grid (``g`` uniform in
-    ``grid``) whose cells each come from sample a with probability
-    ``lam ~ Beta(alpha, alpha)`` (see :func:`grid_mask`); lam is then the
-    share of pixels from a.  The paper's extra local-context loss is left out."""
+            per_sample: bool = True, correct_lam: bool = True, n_holes: int | tuple[int, int] = 20,
+            hole_aspect_ratio: float | tuple[float, float] = 1.0, cut_area_ratio: float | tuple[float, float] = 1.0,
+            cut_aspect_ratio: float | tuple[float, float] = 1.0) -> MixedBatch:
+    """GridMix (Baek et al. 2021) as the authors' code (OpenMixup's
+    ``gridmix``) builds it: ``lam ~ Beta(alpha, alpha)`` sets the side of the
+    holes, ``sqrt(1 - lam)`` of a grid patch, through which the partner shows
+    (see :func:`grid_mask` for the grid and its options, with the authors'
+    defaults); lam is then the share of pixels from a.  The paper's extra
+    local-context loss is left out."""
     _check_batch(x, y, alpha=alpha, generator=generator, per_sample=per_sample, images=True, policy="gridmix")
-    _check_interval("grid", grid, low=1, high=10_000, integer=True)
     index, lam = _draw_pairs(x, alpha, generator, per_sample)
-    mask = grid_mask(lam, x.shape[2], x.shape[3], grid=grid, generator=generator)
+    mask = grid_mask(lam, x.shape[2], x.shape[3], n_holes=n_holes, hole_aspect_ratio=hole_aspect_ratio,
+                     cut_area_ratio=cut_area_ratio, cut_aspect_ratio=cut_aspect_ratio, generator=generator)
     return _masked_batch(x, y, index, lam, mask, "gridmix", correct_lam)
 
 
