@@ -14,12 +14,20 @@ from torch import nn
 
 from mixviz._validation import check_choice, check_positive
 
-__all__ = ["TrainConfig", "Run", "OPTIMIZERS", "SCHEDULERS", "AMP_MODES", "LOSSES"]
+__all__ = ["TrainConfig", "Run", "OPTIMIZERS", "SCHEDULERS", "AMP_MODES", "LOSSES", "REVISIONS"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("cosine", "none")
 AMP_MODES = ("auto", "bf16", "off")
 LOSSES = ("ce", "mixup_ce", "dm", "midpoint")
+
+
+#: Revisions of the policies and losses whose behaviour changed for the same config, so that the run store
+#: never serves a run trained with the old behaviour as a current one.  A name absent here is at its first
+#: revision and leaves the identity (and the ids of runs stored before) unchanged.  Revision 2: DM gives unmixed
+#: rows (smaller share <= 1e-3) the mixup CE; ResizeMix, GridMix and SaliencyMix follow the authors' code.
+REVISIONS: dict[str, dict[str, int]] = {"policy": {"resizemix": 2, "gridmix": 2, "saliencymix": 2},
+                                        "loss": {"dm": 2}}
 
 
 @dataclass
@@ -136,7 +144,12 @@ class TrainConfig:
         from mixviz.semi import SEMI_FIELDS, is_semi
 
         skip = set(self.NOT_IDENTITY) | (set() if is_semi(self) else set(SEMI_FIELDS))
-        return {k: v for k, v in asdict(self).items() if k not in skip}
+        identity = {k: v for k, v in asdict(self).items() if k not in skip}
+        revision = {kind: REVISIONS[kind][name] for kind, name in (("policy", self.policy), ("loss", self.loss))
+                    if name in REVISIONS[kind]}
+        if revision:
+            identity["revision"] = revision
+        return identity
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":

@@ -118,7 +118,8 @@ def authors_grid_holes(lam: float, height: int, width: int, n_holes: int, hole_a
 def test_grid_mask_is_the_authors_hole_grid(size, n_holes, hole_aspect):
     """With the crop the whole image (cut_area_ratio 1) the grid is fixed by lam: equal to the painted one."""
     lams = torch.tensor([0.0, 0.1, 0.3, 0.55, 0.77, 0.9, 0.99, 1.0])
-    masks = grid_mask(lams, *size, n_holes=n_holes, hole_aspect_ratio=hole_aspect, generator=gen(0))
+    masks = grid_mask(lams, *size, n_holes=n_holes, hole_aspect_ratio=hole_aspect, cut_area_ratio=1.0,
+                      cut_aspect_ratio=1.0, generator=gen(0))
     for lam, mask in zip(lams.tolist(), masks[:, 0]):
         want = 1 - authors_grid_holes(lam, *size, n_holes, hole_aspect)
         assert np.array_equal(mask.numpy(), want), lam
@@ -139,15 +140,17 @@ def test_grid_mask_crop_is_the_authors_grid_moved():
     assert len(lefts) > 3 and len(tops) > 3  # the crop moves
 
 
-def test_gridmix_lam_distribution_matches_the_authors():
-    """At alpha 0.2: at 32 px the authors' default grid (20 holes of 2-px patches) always shows 1-px holes,
-    lam = 0.75 whatever Beta draws; at 64 px with 8 holes lam follows the draw.  Never lam = 1."""
+def test_gridmix_lam_distribution_matches_the_authors_function_defaults():
+    """At alpha 0.2 with OpenMixup's function defaults (the crop the whole image): at 32 px 20 holes of
+    2-px patches always show 1-px holes, lam = 0.75 whatever Beta draws; at 64 px with 8 holes lam follows
+    the draw.  Never lam = 1."""
     rng = np.random.default_rng(0)
     for size, n_holes, draws in ((32, 20, 500), (64, 8, 2000)):
         ref = np.array([1 - authors_grid_holes(float(np.float32(lam)), size, size, n_holes).mean()
                         for lam in rng.beta(0.2, 0.2, draws)])
         x = torch.rand(4000, 1, size, size, generator=gen(1))
-        out = mix("gridmix", x, torch.zeros(4000, dtype=torch.long), alpha=0.2, generator=gen(2), n_holes=n_holes)
+        out = mix("gridmix", x, torch.zeros(4000, dtype=torch.long), alpha=0.2, generator=gen(2), n_holes=n_holes,
+                  cut_area_ratio=1.0, cut_aspect_ratio=1.0)
         lam = out.lam.double().numpy().round(6)  # float32 shares next to float64 ones: compare rounded
         ref = ref.round(6)
         assert torch.equal(out.lam, out.mask.mean((1, 2, 3)))
@@ -159,10 +162,40 @@ def test_gridmix_lam_distribution_matches_the_authors():
             assert (lam == 0.75).all() and (ref == 0.75).all()
 
 
+def authors_config_grid_share(rng: np.random.Generator, lam: float, size: int) -> float:
+    """The share of a under the authors' configs' GridMix options (n_holes 2..6, square holes, crop area
+    ratio U(0.5, 1), crop aspect ratio U(0.5, 2)), with the crop capped at the image as mixviz does (the
+    authors' code would take a negative offset there)."""
+    n_holes = int(rng.integers(2, 7))
+    area, aspect = rng.uniform(0.5, 1.0), rng.uniform(0.5, 2.0)
+    crop_w = min(int(math.sqrt(size * size * area / aspect)), size)
+    aspect = min(int(crop_w * aspect), size) / crop_w  # the capped crop height, as a ratio
+    n_holes = min(n_holes, crop_w // 2)
+    fx, fy = rng.random(), rng.random()
+    holes = authors_grid_holes(lam, size, size, n_holes, area=crop_w ** 2 * aspect / size ** 2, aspect=aspect,
+                               fx=fx, fy=fy)
+    return 1 - holes.mean()
+
+
+def test_gridmix_default_is_the_authors_configs():
+    """The default options are those of every OpenMixup config with GridMix; at alpha 0.2 and 32 px the
+    distribution of lam matches the transcription (mean within 0.01, KS under 0.05) and lam is never 1."""
+    rng = np.random.default_rng(0)
+    ref = np.array([authors_config_grid_share(rng, float(np.float32(lam)), 32) for lam in rng.beta(0.2, 0.2, 3000)])
+    out = mix("gridmix", torch.rand(3000, 1, 32, 32, generator=gen(1)), torch.zeros(3000, dtype=torch.long),
+              alpha=0.2, generator=gen(2))
+    lam = out.lam.double().numpy()
+    assert abs(lam.mean() - ref.mean()) < 0.01, (lam.mean(), ref.mean())
+    assert ks_statistic(lam.round(6), ref.round(6)) < 0.05
+    assert (lam < 1).all() and (ref < 1).all() and lam.std() > 0.05  # lam follows the draw
+
+
 def test_grid_mask_small_images_and_option_checks():
     """n_holes is capped at crop width // 2 (the authors assert it); a 1-px crop has no room for holes."""
     lam = torch.full((3,), 0.5)
-    assert torch.equal(grid_mask(lam, 8, 8, generator=gen(0)), grid_mask(lam, 8, 8, n_holes=4, generator=gen(0)))
+    whole = dict(cut_area_ratio=1.0, cut_aspect_ratio=1.0)
+    assert torch.equal(grid_mask(lam, 8, 8, n_holes=20, generator=gen(0), **whole),
+                       grid_mask(lam, 8, 8, n_holes=4, generator=gen(0), **whole))
     assert bool((grid_mask(lam, 1, 1, generator=gen(0)) == 1).all())
     ranged = grid_mask(torch.full((200,), 0.5), 40, 40, n_holes=(2, 10), hole_aspect_ratio=(0.5, 2.0),
                        generator=gen(1))
@@ -210,10 +243,10 @@ def authors_resizemix_lam(rng: random.Random, size: int, scope=(0.1, 0.8), alpha
     return 1 - rows * cols / size ** 2
 
 
-@pytest.mark.parametrize("alpha,use_alpha", [(1.0, False), (0.2, False), (0.2, True)])
+@pytest.mark.parametrize("alpha,use_alpha", [(1.0, False), (1.0, True), (0.2, False), (0.2, True)])
 def test_resizemix_lam_distribution_is_the_authors(alpha, use_alpha):
     """20,000 per-sample draws on 32 x 32 images against 20,000 of the transcription: mean lam within
-    0.005, quantiles within 0.01, KS statistic under 0.02 (the 5 % critical value for two samples
+    0.005, quantiles within 0.02, KS statistic under 0.02 (the 5 % critical value for two samples
     of 20,000 is 0.0136).  At alpha 1 the mean is OpenMixup's measured 0.841 (within 0.02)."""
     n, size = 20_000, 32
     rng = random.Random(0)
@@ -223,18 +256,22 @@ def test_resizemix_lam_distribution_is_the_authors(alpha, use_alpha):
     lam = out.lam.numpy().astype(np.float64)
     assert abs(lam.mean() - ref.mean()) < 0.005, (lam.mean(), ref.mean())
     qs = np.linspace(0.05, 0.95, 19)
-    assert np.abs(np.quantile(lam, qs) - np.quantile(ref, qs)).max() <= 0.01
+    # lam is discrete (box sides are whole pixels): a quantile may sit one step of the lattice apart
+    assert np.abs(np.quantile(lam, qs) - np.quantile(ref, qs)).max() <= 0.02
     assert ks_statistic(lam, ref) < 0.02
-    if not use_alpha:
+    if alpha == 1.0:
         assert abs(lam.mean() - 0.841) < 0.02
+    if use_alpha:  # the default: every config of the authors sets use_alpha=True
+        default = mix("resizemix", x, torch.zeros(n, dtype=torch.long), alpha=alpha, generator=gen(1))
+        assert torch.equal(default.lam, out.lam)
 
 
-def test_resizemix_tau_is_uniform_on_the_scope_by_default():
-    """alpha does not shape tau (the authors' use_alpha=False): at alpha 0.2 each decile of the scope
-    holds about a tenth of the draws (the old Beta-on-scope draw put 37 % in the first)."""
+def test_resizemix_tau_is_uniform_on_the_scope_without_use_alpha():
+    """With use_alpha=False alpha does not shape tau: at alpha 0.2 each decile of the scope holds about a
+    tenth of the draws (the old Beta-on-scope draw put 37 % in the first)."""
     n = 20_000
     out = mix("resizemix", torch.rand(n, 1, 20, 20), torch.zeros(n, dtype=torch.long), alpha=0.2, generator=gen(4),
-              correct_lam=False)
+              correct_lam=False, use_alpha=False)
     tau = (1 - out.lam.double()).sqrt()
     deciles = torch.histc(((tau - 0.1) / 0.7).clamp(0, 1 - 1e-9).float(), bins=10, min=0, max=1) / n
     assert bool(((deciles - 0.1).abs() < 0.012).all()), deciles

@@ -1,6 +1,7 @@
 """The run store: ids, train once, safe loading, one trainer per run, damaged runs."""
 
 import collections
+import hashlib
 import json
 import os
 import random
@@ -546,3 +547,21 @@ def test_torchrun_trains_a_stored_run_once_and_then_loads_it(tmp_path):
     assert third.returncode != 0 and not marker.exists()
     assert third.stderr.count("mixviz train: error: ") == 2  # both ranks
     assert third.stderr.count("holds objects that mixviz does not load") == 2
+
+
+def test_revised_policies_and_losses_get_new_ids_and_the_rest_keep_theirs():
+    """A run stored before a behaviour change is not served for the new behaviour: the revision of a
+    changed policy or loss enters the identity; every other config keeps the id it had."""
+    from mixviz.config import REVISIONS
+
+    plain = TrainConfig(dataset="moons", model="mlp", policy="mixup", loss="mixup_ce")
+    assert "revision" not in plain.identity()
+    assert runs.config_id(plain).endswith("-" + hashlib.sha256(
+        json.dumps({k: v for k, v in plain.identity().items()}, sort_keys=True, default=str).encode()).hexdigest()[:12])
+    dm = TrainConfig(dataset="moons", model="mlp", policy="mixup", loss="dm")
+    assert dm.identity()["revision"] == {"loss": REVISIONS["loss"]["dm"]}
+    grid = TrainConfig(dataset="clutter", policy="gridmix", loss="dm")
+    assert grid.identity()["revision"] == {"policy": 2, "loss": 2}
+    without = {k: v for k, v in dm.identity().items() if k != "revision"}
+    old_id = hashlib.sha256(json.dumps(without, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    assert not runs.config_id(dm).endswith(old_id)

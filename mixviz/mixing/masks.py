@@ -142,10 +142,10 @@ def fourier_mask(lam: torch.Tensor, height: int, width: int, *, decay_power: flo
     return _top_fraction(field, lam)
 
 
-def grid_mask(lam: torch.Tensor, height: int, width: int, *, n_holes: int | tuple[int, int] = 20,
+def grid_mask(lam: torch.Tensor, height: int, width: int, *, n_holes: int | tuple[int, int] = (2, 6),
               hole_aspect_ratio: float | tuple[float, float] = 1.0,
-              cut_area_ratio: float | tuple[float, float] = 1.0,
-              cut_aspect_ratio: float | tuple[float, float] = 1.0,
+              cut_area_ratio: float | tuple[float, float] = (0.5, 1.0),
+              cut_aspect_ratio: float | tuple[float, float] = (0.5, 2.0),
               generator: torch.Generator | None = None) -> torch.Tensor:
     """GridMix masks [n, 1, H, W] for lam [n] (Baek et al. 2021): a regular
     grid of holes through which the partner shows, built as the authors'
@@ -162,12 +162,15 @@ def grid_mask(lam: torch.Tensor, height: int, width: int, *, n_holes: int | tupl
     ``s = sqrt(1 - lam)``, each side clamped to ``[1, side - 1]``: pixel
     (r, c) of the crop is a hole iff ``r mod q < hole_h`` and ``c mod p <
     hole_w``.  The mask is 0 on the holes (the partner's pixels; OpenMixup's
-    mask is their complement) and 1 elsewhere.  With the defaults (20 holes,
-    square holes, the crop the whole image) lam only sets the hole size,
-    and on small images the clamps decide it: at 32 x 32 px the patches are
-    2 px and every hole is 1 px, so a quarter of the pixels comes from the
-    partner whatever lam was drawn.  Every option is a number or a
+    mask is their complement) and 1 elsewhere.  Every option is a number or a
     ``(low, high)`` range drawn uniformly per mask (``n_holes``: integers).
+
+    The defaults are the authors' configs (every OpenMixup config that mixes
+    with GridMix: 2 to 6 holes across, square holes, a crop of 50 to 100 %
+    of the image with aspect ratio 0.5 to 2).  OpenMixup's function defaults
+    (20 holes, the whole image) leave lam no say on small images: at 32 px the
+    patches are 2 px, every hole is 1 px, and a quarter of the pixels comes
+    from the partner whatever lam was drawn.
     """
     holes = _check_range("n_holes", n_holes, integer=True)
     hole_ratio = _check_range("hole_aspect_ratio", hole_aspect_ratio)

@@ -273,14 +273,17 @@ def _resize_box(tau: torch.Tensor, u: torch.Tensor, size: int, placement: str) -
 
 def resizemix(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generator: torch.Generator | None = None,
               per_sample: bool = True, correct_lam: bool = True, scope: tuple[float, float] = (0.1, 0.8),
-              use_alpha: bool = False, placement: str = "clip") -> MixedBatch:
+              use_alpha: bool = True, placement: str = "clip") -> MixedBatch:
     """ResizeMix (Qin et al. 2020): the whole partner image, shrunk by a
     factor ``tau``, is pasted into a box of sample a.  By default as the
     authors' code (OpenMixup's ``resizemix``) does it.
 
-    Scale: ``tau ~ Uniform(scope)`` (``alpha`` unused).  With
-    ``use_alpha=True``, ``tau ~ Beta(alpha, alpha)``, redrawn from
-    ``Uniform(scope)`` when it falls outside the scope (OpenMixup's option).
+    Scale (``use_alpha=True``, the default, as in every config of the
+    authors): ``tau ~ Beta(alpha, alpha)``, redrawn from ``Uniform(scope)``
+    when it falls outside the scope; at ``alpha = 1`` this is
+    ``Uniform(scope)``, the ResizeMix paper's draw.  ``use_alpha=False``:
+    always ``tau ~ Uniform(scope)`` (``alpha`` unused; the paper's draw and
+    OpenMixup's function default).
 
     Box, ``placement="clip"`` (default, the authors'): sides
     ``c_h = floor(tau H)``, ``c_w = floor(tau W)``, centre ``(cy, cx)`` a
@@ -318,9 +321,10 @@ def resizemix(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generator
 
 
 def gridmix(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generator: torch.Generator | None = None,
-            per_sample: bool = True, correct_lam: bool = True, n_holes: int | tuple[int, int] = 20,
-            hole_aspect_ratio: float | tuple[float, float] = 1.0, cut_area_ratio: float | tuple[float, float] = 1.0,
-            cut_aspect_ratio: float | tuple[float, float] = 1.0) -> MixedBatch:
+            per_sample: bool = True, correct_lam: bool = True, n_holes: int | tuple[int, int] = (2, 6),
+            hole_aspect_ratio: float | tuple[float, float] = 1.0,
+            cut_area_ratio: float | tuple[float, float] = (0.5, 1.0),
+            cut_aspect_ratio: float | tuple[float, float] = (0.5, 2.0)) -> MixedBatch:
     """GridMix (Baek et al. 2021) as the authors' code (OpenMixup's
     ``gridmix``) builds it: ``lam ~ Beta(alpha, alpha)`` sets the side of the
     holes, ``sqrt(1 - lam)`` of a grid patch, through which the partner shows
