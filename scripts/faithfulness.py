@@ -163,6 +163,19 @@ def resizemix_share(alpha: float) -> dict[str, float]:
     return {"mixviz": float(ours.mean()), "authors": float(authors.mean()), "ks": ks}
 
 
+def gridmix_defaults(alpha: float = 0.2) -> dict[str, float]:
+    """mixviz's GridMix with the authors' config options (its defaults), and how
+    often those options draw a crop larger than the image (mixviz caps it at
+    the image; the authors' code takes a negative offset there)."""
+    lam = _draw("gridmix", alpha)
+    rng = np.random.default_rng(0)
+    area, aspect = rng.uniform(0.5, 1.0, DRAWS), rng.uniform(0.5, 2.0, DRAWS)
+    crop_w = np.sqrt(area * SIZE * SIZE / aspect).astype(int)
+    crop_h = (crop_w * aspect).astype(int)
+    return {"mean": float(lam.mean()), "one": float((lam == 1).double().mean()),
+            "oversized": float(((crop_w > SIZE) | (crop_h > SIZE)).mean())}
+
+
 def smoothmix_label() -> dict[str, float]:
     lam = _draw("smoothmix", 0.2, n=4000)
     return {"true": float(lam.mean()), "authors": float(authors_smoothmix_label(lam).mean())}
@@ -179,6 +192,7 @@ def table() -> str:
     cut = cutmix_rounding()
     resize1, resize02 = resizemix_share(1.0), resizemix_share(0.2)
     smooth = smoothmix_label()
+    grid = gridmix_defaults()
     rows = [
         ("DM loss, unmixed rows", "an unmixed row (smaller share <= 1e-3) gets the mixup CE, as the authors'",
          f"before the fix, at lam = 1, eta 0.01, less, p 0, the decoupled term added {dm['before']:+.4f} per row "
@@ -198,9 +212,14 @@ def table() -> str:
          "them too"),
         ("CutMix", "box sides rounded", f"mean lam at alpha 0.2: {cut['mixviz']:.3f} (authors, sides floored: "
                                         f"{cut['authors']:.3f})"),
-        ("ResizeMix", "the authors' tau draw and clipped box",
+        ("ResizeMix", "the authors' tau draw (their configs' use_alpha=True) and clipped box",
          f"mean lam at alpha 1: {resize1['mixviz']:.3f} (authors {resize1['authors']:.3f}, KS {resize1['ks']:.3f});"
          f" at alpha 0.2: {resize02['mixviz']:.3f} (authors {resize02['authors']:.3f}, KS {resize02['ks']:.3f})"),
+        ("GridMix", "the authors' hole grid with their configs' options",
+         f"mean lam at alpha 0.2: {grid['mean']:.3f}, P(lam = 1) = {grid['one']:.3f}; the configs' options draw a "
+         f"crop larger than the image in {grid['oversized']:.1%} of draws: mixviz caps it at the image, the "
+         f"authors' code takes a negative offset (Python's negative indices then paint its first holes at the far "
+         f"edge)"),
         ("SmoothMix", "sample a gets its true pixel share",
          f"mean label share of a at alpha 0.2: {smooth['true']:.3f}; the authors' code gives a the partner's "
          f"share, {smooth['authors']:.3f}"),
