@@ -90,6 +90,15 @@ def _labels_of(target: Any, name: str = "target") -> torch.Tensor:
                     f"{type(target).__name__ if not isinstance(target, torch.Tensor) else tuple(target.shape)}")
 
 
+def _check_forwarded(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Forward pre-hook of every loss: a batch mixed inside the network
+    (Manifold Mixup) must have gone through :func:`mixviz.mixing.forward`
+    (:meth:`MixedBatch.check_forwarded`), else the logits are of unmixed inputs."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, MixedBatch):
+            value.check_forwarded()
+
+
 class _Loss(nn.Module):
     """Common arguments: the reduction and an optional class count checked
     against the logits' width."""
@@ -101,6 +110,7 @@ class _Loss(nn.Module):
             check_positive("num_classes", num_classes, integer=True)
         self.num_classes = num_classes
         self.reduction = reduction
+        self.register_forward_pre_hook(_check_forwarded, with_kwargs=True)
 
     def _logits(self, logits: Any) -> torch.Tensor:
         return _check_logits(logits, self.num_classes)

@@ -4,7 +4,7 @@ metrics consume."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +52,12 @@ class MixedBatch:
             ``layers``; see :class:`mixviz.models.HiddenMix`).  Run the model
             with :func:`mixviz.mixing.forward`, which handles both cases.
         layers: the layers ``layer`` was drawn from (empty when ``layer`` is None).
+        forwarded: set by :func:`mixviz.mixing.forward` once it has run a
+            model that mixes inside the network on this batch.  Every mixviz
+            loss refuses a batch with ``layer`` set and ``forwarded`` False:
+            its logits then came from ``model(batch.inputs)``, i.e. unmixed
+            inputs scored against mixed labels (see :meth:`check_forwarded`).
+            Not an argument; :meth:`to` and ``dataclasses.replace`` reset it.
     """
 
     inputs: torch.Tensor
@@ -65,6 +71,7 @@ class MixedBatch:
     transport: torch.Tensor | None = None
     layer: torch.Tensor | None = None
     layers: tuple[int, ...] = ()
+    forwarded: bool = field(default=False, init=False, compare=False)
 
     def __post_init__(self) -> None:
         b = self.inputs.shape[0]
@@ -108,6 +115,20 @@ class MixedBatch:
         lam = torch.ones(x.shape[0], device=x.device, dtype=torch.float32)
         return cls(inputs=x, y_a=y, y_b=y, index=index, lam=lam, policy="none")
 
+    def check_forwarded(self) -> None:
+        """``ValueError`` when the batch is mixed inside the network
+        (Manifold Mixup, ``layer`` set) but no model has mixed it yet through
+        :func:`mixviz.mixing.forward`: logits from ``model(batch.inputs)``
+        belong to the *unmixed* inputs, and a loss on them would train on
+        unmixed images with mixed labels.  Losses call this."""
+        if self.layer is not None and not self.forwarded:
+            raise ValueError(
+                f"this MixedBatch (policy {self.policy!r}) is mixed inside the network: its inputs are the "
+                "unmixed batch, so logits from model(batch.inputs) would score unmixed inputs against mixed "
+                "labels. Compute the logits with mixviz.mixing.forward(model, batch), which needs a model with "
+                "hidden-layer access (mixviz.models: mlp, smallcnn, preact_resnet18); with any other model "
+                "(e.g. a torchvision ResNet) use a pixel-space policy such as 'mixup' or 'cutmix'")
+
     def __len__(self) -> int:
         return self.inputs.shape[0]
 
@@ -144,6 +165,8 @@ class MixedBatch:
         """A copy with every tensor moved to ``device``."""
         moved = {}
         for f in fields(self):
+            if not f.init:
+                continue
             value = getattr(self, f.name)
             if isinstance(value, torch.Tensor):
                 value = value.to(device, non_blocking=non_blocking)

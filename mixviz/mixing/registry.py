@@ -215,7 +215,9 @@ def mix(policy: str, x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0,
         generator: a ``torch.Generator`` on x's device; the same seed gives
             the same batch.
         model: the network being trained; needed by the dynamic policies,
-            ignored by the static ones.  For a policy with a learned state
+            ignored by the static ones, except ``manifold``, which checks
+            that it can mix a hidden layer (ValueError otherwise: a
+            torchvision ResNet cannot).  For a policy with a learned state
             (``automix``) it is that state (:func:`build_state`).
         per_sample: one lam (and mask) per sample, or one for the batch.
         **options: the policy's own options (``POLICIES[policy].options``),
@@ -228,6 +230,10 @@ def mix(policy: str, x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0,
     """
     info = policy_info(policy)
     _check_options(info, options)
+    if info.hidden and model is not None:  # refuse a model that cannot mix a hidden layer now, not at the loss
+        from mixviz.models import check_staged
+
+        check_staged(model, purpose=f"policy {policy!r} (mixing inside the network)")
     if info.kind == "dynamic":
         options = {**options, "model": model}
     return info.fn(x, y, alpha=alpha, generator=generator, per_sample=per_sample, **options)
