@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mixviz._extras import require
 from mixviz._validation import check_choice, check_labels, check_positive, check_tensor, value_checks_enabled
 
 __all__ = [
@@ -101,6 +102,7 @@ def _check_map_and_mask(attr: Any, object_mask: Any) -> None:
 
 
 def _saliency(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    require("captum", "captum attributions")
     from captum.attr import Saliency
 
     grad = Saliency(model).attribute(x, target=target, abs=True)
@@ -109,6 +111,7 @@ def _saliency(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.
 
 def _integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                           n_steps: int = 50, internal_batch_size: int | None = None) -> torch.Tensor:
+    require("captum", "captum attributions")
     from captum.attr import IntegratedGradients
 
     check_positive("n_steps", n_steps, integer=True)
@@ -121,6 +124,7 @@ def _integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tenso
 
 def _gradcam(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
              interpolate_mode: str = "bilinear") -> torch.Tensor:
+    require("captum", "captum attributions")
     from captum.attr import LayerAttribution, LayerGradCam
 
     check_choice("interpolate_mode", interpolate_mode, ("bilinear", "bicubic", "nearest", "area"))

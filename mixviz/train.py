@@ -33,7 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+from mixviz._extras import require
+
+require("pandas")  # the 'analysis' extra: an ImportError here names the pip install line
+import pandas as pd  # noqa: E402
 import torch
 import torch.distributed as dist
 from torch import nn

@@ -8,7 +8,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import pandas as pd
+from mixviz._extras import require
+
+require("pandas")  # the 'analysis' extra: an ImportError here names the pip install line
+import pandas as pd  # noqa: E402
 import torch
 from torch import nn
 

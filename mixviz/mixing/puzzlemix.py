@@ -164,7 +164,9 @@ def graph_cut_labels(unary: np.ndarray, weight_down: np.ndarray, weight_right: n
         raise ValueError("unary, weight_down and weight_right must be finite")
     if np.any(down < 0) or np.any(right < 0):
         raise ValueError("weight_down and weight_right must be >= 0 (a convex, graph-representable energy)")
-    import maxflow  # PyMaxflow; imported here so the static policies do not need it
+    from mixviz._extras import require
+
+    maxflow = require("maxflow", "the puzzlemix graph cut")  # PyMaxflow: not needed by the other policies
 
     c_down = down / (k - 1) ** 2
     c_right = right / (k - 1) ** 2
