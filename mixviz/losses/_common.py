@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from mixviz._validation import (
+    as_labels,
     check_choice,
     check_finite,
     check_labels,
@@ -85,7 +86,7 @@ def _labels_of(target: Any, name: str = "target") -> torch.Tensor:
     if isinstance(target, MixedBatch):
         return target.y_a
     if isinstance(target, torch.Tensor) and target.dim() == 1:
-        return target
+        return as_labels(name, target)  # any integer dtype (uint8 too) as int64
     raise TypeError(f"{name} must be a MixedBatch or a [B] label tensor, got "
                     f"{type(target).__name__ if not isinstance(target, torch.Tensor) else tuple(target.shape)}")
 

@@ -22,7 +22,8 @@ class MixedBatch:
 
     Attributes:
         inputs: the mixed inputs, same shape as the original batch.
-        y_a: LongTensor [B], the original labels.
+        y_a: LongTensor [B], the original labels (labels of another integer
+            dtype are stored as int64).
         y_b: LongTensor [B], the partner labels.
         index: LongTensor [B], the partner of each sample.
         lam: float tensor [B], the share of sample a (never a Python float).
@@ -81,6 +82,12 @@ class MixedBatch:
                 raise TypeError(f"MixedBatch.{name} must be a torch.Tensor, got {type(value).__name__}")
             if value.shape != (b,):
                 raise ValueError(f"MixedBatch.{name} must have shape [{b}], got {tuple(value.shape)}")
+        for name in ("y_a", "y_b", "index"):  # int64 class ids whatever integer dtype came in
+            value = getattr(self, name)
+            if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+                raise TypeError(f"MixedBatch.{name} must be an integer tensor, got {value.dtype}")
+            if value.dtype != torch.int64:
+                setattr(self, name, value.long())
         if not self.lam.is_floating_point():
             raise TypeError(f"MixedBatch.lam must be a float tensor, got {self.lam.dtype}")
         if self.mask is not None:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixviz._validation import check_choice, check_positive
+from mixviz._validation import as_labels, autocast_like, check_choice, check_positive
 from mixviz.mixing.batch import MixedBatch
 from mixviz.mixing.static import _box_from_center, _check_batch, _draw_pairs, _expand, _masked_batch
 
@@ -78,10 +78,14 @@ def _input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: st
     """``(dL/dx, L)`` with ``L = sum_i CE(model(x)_i, y_i)``, the model in
     ``mode`` for this pass.  Only the input gradient is taken; with
     ``keep_graph`` the graph of ``L`` is kept so that ``L`` can still be
-    back-propagated into the parameters (PuzzleMix's clean loss)."""
-    with torch.enable_grad(), _mode(model, mode):
+    back-propagated into the parameters (PuzzleMix's clean loss).  Float16 /
+    bfloat16 inputs run under autocast in their dtype; labels of any integer
+    dtype are used as int64 and must lie below the model's output width."""
+    with torch.enable_grad(), _mode(model, mode), autocast_like(x):  # fp16 / bf16 inputs: run in their dtype
         inputs = x.detach().requires_grad_(True)
-        loss = F.cross_entropy(model(inputs), y, reduction="sum")
+        logits = model(inputs)
+        y = as_labels("y", y, num_classes=logits.shape[-1])  # the model's output width is the class count
+        loss = F.cross_entropy(logits.float(), y, reduction="sum")
         (grad,) = torch.autograd.grad(loss, inputs, retain_graph=keep_graph)
     return grad, loss
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from mixviz._validation import check_choice, check_labels, check_positive
+from mixviz._validation import as_images, as_labels, check_choice, check_labels, check_positive
 from mixviz.mixing import dynamic, static
 from mixviz.mixing.automix import AutoMixPolicy, automix
 from mixviz.mixing.batch import MixedBatch
@@ -199,7 +199,7 @@ def build_state(policy: str, model: torch.nn.Module, **options: Any) -> torch.nn
 
 def mix(policy: str, x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0,
         generator: torch.Generator | None = None, model: torch.nn.Module | None = None,
-        per_sample: bool = True, **options: Any) -> MixedBatch:
+        per_sample: bool = True, num_classes: int | None = None, **options: Any) -> MixedBatch:
     """Mix a batch with the named policy and return a :class:`MixedBatch`.
 
     Args:
@@ -209,17 +209,28 @@ def mix(policy: str, x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0,
             ``"puzzlemix"``, ``"puzzlemix_lite"``, ``"automix"``).  ``manifold``
             mixes inside the network: run the model on its batch with
             :func:`mixviz.mixing.forward`.
-        x: float inputs [B, ...]; image policies need [B, C, H, W].
-        y: integer labels [B] on x's device.
+        x: inputs [B, ...]; image policies need [B, C, H, W].  Float
+            inputs (float16, bfloat16, float32, float64; channels-last too)
+            are mixed in their dtype.  uint8 images are accepted, as by
+            torchvision's CutMix, and mixed and returned as float32 *with
+            their values kept in 0..255* (no rescaling; torchvision keeps
+            uint8 instead).  The dynamic policies' saliency pass runs the
+            model on these values, under autocast for float16 / bfloat16.
+        y: labels [B] of any integer dtype on x's device; the batch stores
+            them as int64.
         alpha: ``lam ~ Beta(alpha, alpha)`` (> 0).
         generator: a ``torch.Generator`` on x's device; the same seed gives
             the same batch.
         model: the network being trained; needed by the dynamic policies,
-            ignored by the static ones, except ``manifold``, which checks
-            that it can mix a hidden layer (ValueError otherwise: a
-            torchvision ResNet cannot).  For a policy with a learned state
+            ignored by the static ones.  (``manifold`` batches must be run
+            through :func:`mixviz.mixing.forward`, which raises for a model
+            without hidden-layer access; every loss refuses a ``manifold``
+            batch that was not.)  For a policy with a learned state
             (``automix``) it is that state (:func:`build_state`).
         per_sample: one lam (and mask) per sample, or one for the batch.
+        num_classes: when given, ``y`` must lie in ``[0, num_classes)``
+            (ValueError otherwise).  The dynamic policies check ``y``
+            against the model's output width in any case.
         **options: the policy's own options (``POLICIES[policy].options``),
             e.g. ``correct_lam`` (every policy), ``decay_power`` (fmix),
             ``scope`` (resizemix), ``grid`` (gridmix), ``saliency``
@@ -230,10 +241,10 @@ def mix(policy: str, x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0,
     """
     info = policy_info(policy)
     _check_options(info, options)
-    if info.hidden and model is not None:  # refuse a model that cannot mix a hidden layer now, not at the loss
-        from mixviz.models import check_staged
-
-        check_staged(model, purpose=f"policy {policy!r} (mixing inside the network)")
+    if num_classes is not None:
+        check_positive("num_classes", num_classes, integer=True)
+    x = as_images("x", x)
+    y = as_labels("y", y, num_classes=num_classes)
     if info.kind == "dynamic":
         options = {**options, "model": model}
     return info.fn(x, y, alpha=alpha, generator=generator, per_sample=per_sample, **options)
