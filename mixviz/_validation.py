@@ -140,25 +140,24 @@ def check_labels(name: str, labels: torch.Tensor, num_classes: int | None = None
 # convert their inputs here, so a dtype that works for one works for all:
 #
 # * images: float tensors are used as they are (float16 / bfloat16 / float32 / float64, any memory
-#   format); uint8 images (torchvision's decoded images) are converted to float32 *keeping their values*
-#   0..255 -- mixing is a convex combination, so it needs no scale, and mixviz does not guess one.
-#   torchvision's v2 CutMix keeps uint8 (rounding the blend); mixviz returns float32 so that mixup's
-#   blends are not rounded.  Normalise (e.g. ``v2.ToDtype(torch.float32, scale=True)``) before mixing if
-#   your model expects [0, 1], in particular for the dynamic policies, whose saliency pass runs the model
-#   on the images as given.
+#   format); uint8 images (torchvision's decoded images) are converted to float32 *scaled to [0, 1]*
+#   (divided by 255, as torchvision's ``v2.ToDtype(torch.float32, scale=True)`` does), the scale every
+#   other part of mixviz uses: the dynamic policies' saliency pass runs the model on them, and
+#   :func:`mixviz.saliency.attribute` divides uint8 by 255 too.  torchvision's v2 CutMix keeps uint8
+#   (rounding the blend); mixviz returns float32, so mixup's blends are not rounded.
 # * labels: any integer dtype (uint8, int8, int16, int32, int64) becomes int64; the range is checked
 #   against the number of classes where one is known (a value check).
 
 
 def as_images(name: str, x: Any) -> torch.Tensor:
-    """``x`` as a float tensor: float dtypes unchanged, uint8 to float32 with
-    the values kept (0..255) and the memory format kept; ``TypeError``
+    """``x`` as a float tensor: float dtypes unchanged, uint8 to float32
+    divided by 255 (values in [0, 1]), memory format kept; ``TypeError``
     naming ``name`` for any other dtype."""
     check_tensor(name, x)
     if x.is_floating_point():
         return x
     if x.dtype == torch.uint8:
-        return x.to(torch.float32)  # preserve_format: a channels-last batch stays channels-last
+        return x.to(torch.float32).div_(255.0)  # preserve_format: a channels-last batch stays channels-last
     raise TypeError(f"{name} must be a floating-point tensor or uint8 images, got {x.dtype}")
 
 

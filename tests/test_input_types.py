@@ -2,8 +2,8 @@
 float16 / bfloat16 / float32 images, uint8 / int32 / int64 labels, odd
 batch sizes, channels-last; labels outside the classes are a ValueError.
 
-uint8 images come back as float32 with their values kept (0..255); float
-images keep their dtype.  CPU float16 convolutions run here (torch >= 2.1),
+uint8 images come back as float32 scaled to [0, 1] (divided by 255, as
+torchvision's ToDtype(scale=True)); float images keep their dtype.  CPU float16 convolutions run here (torch >= 2.1),
 so float16 is tested on every policy."""
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def test_every_policy_takes_every_input_type(net, policy, image_dtype, label_dty
     assert torch.equal(batch.y_a, y.long())
     assert bool(((batch.lam >= 0) & (batch.lam <= 1)).all())
     assert bool(torch.isfinite(batch.inputs.float()).all())
-    if image_dtype == torch.uint8:  # values kept on the 0..255 scale
-        assert float(batch.inputs.max()) <= 255.0
+    if image_dtype == torch.uint8:  # scaled to [0, 1], as mixviz's models and saliency expect
+        assert float(batch.inputs.max()) <= 1.0
     if policy == "none" or batch.inputs.dtype != torch.float32:
         pass
     elif channels_last:  # the memory format changes nothing but the layout
@@ -107,7 +107,8 @@ def test_uint8_cutmix_and_int32_puzzlemix(net):
     cut = mixing.mix("cutmix", x, y, generator=torch.Generator().manual_seed(0))
     assert cut.inputs.dtype == torch.float32
     mask = cut.mask
-    torch.testing.assert_close(cut.inputs, mask * x.float() + (1 - mask) * x.float()[cut.index])
+    xf = x.float() / 255
+    torch.testing.assert_close(cut.inputs, mask * xf + (1 - mask) * xf[cut.index])
     puzzle = mixing.mix("puzzlemix", x.float() / 255, y.int(), model=net, block_num=2,
                         generator=torch.Generator().manual_seed(0))
     assert puzzle.y_a.dtype == torch.int64

@@ -212,10 +212,11 @@ def mix(policy: str, x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0,
         x: inputs [B, ...]; image policies need [B, C, H, W].  Float
             inputs (float16, bfloat16, float32, float64; channels-last too)
             are mixed in their dtype.  uint8 images are accepted, as by
-            torchvision's CutMix, and mixed and returned as float32 *with
-            their values kept in 0..255* (no rescaling; torchvision keeps
-            uint8 instead).  The dynamic policies' saliency pass runs the
-            model on these values, under autocast for float16 / bfloat16.
+            torchvision's CutMix, and mixed and returned as float32 scaled
+            to [0, 1] (divided by 255, like ``v2.ToDtype(torch.float32,
+            scale=True)``; torchvision's CutMix keeps uint8 instead).  The
+            dynamic policies' saliency pass runs the model on the float
+            images, under autocast for float16 / bfloat16.
         y: labels [B] of any integer dtype on x's device; the batch stores
             them as int64.
         alpha: ``lam ~ Beta(alpha, alpha)`` (> 0).
