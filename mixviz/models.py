@@ -311,6 +311,8 @@ class LogitsOf(nn.Module):
         super().__init__()
         self.model = model
         self.logits_fn = logits_fn
+        if isinstance(getattr(model, "last_conv", None), nn.Module):
+            self.last_conv = model.last_conv  # Grad-CAM's layer (mixviz.saliency) stays reachable
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         logits = self.logits_fn(self.model(*args, **kwargs))

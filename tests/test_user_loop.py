@@ -40,3 +40,55 @@ def test_pixel_policies_need_no_forward():
     x, y = torch.rand(2, 3, 32, 32), torch.randint(0, 10, (2,))
     batch = mixing.mix("cutmix", x, y, generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(losses.DecoupledMixupLoss()(net(batch.inputs), batch))
+
+
+# --------------------------------------------------------------------------- analyses take any model
+
+
+class _TupleNet(torch.nn.Module):
+    """Returns (logits, features), like many research models."""
+
+    def __init__(self, classes=4):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU())
+        self.last_conv = self.body[0]
+        self.head = torch.nn.Linear(8, classes)
+
+    def forward(self, x):
+        feat = self.body(x).mean((2, 3))
+        return self.head(feat), feat
+
+
+class _DictNet(_TupleNet):
+    def forward(self, x):
+        logits, feat = super().forward(x)
+        return {"logits": logits, "features": feat}
+
+
+@pytest.mark.parametrize("net, logits_fn", [(_TupleNet(), lambda out: out[0]),
+                                            (_DictNet(), lambda out: out["logits"])])
+def test_analyses_take_a_model_returning_a_tuple_or_a_dict(net, logits_fn):
+    from mixviz import analysis, saliency
+
+    torch.manual_seed(0)
+    x, y = torch.rand(12, 3, 8, 8), torch.arange(12) % 4
+    masks = (torch.rand(12, 1, 8, 8) > 0.5).float()
+    with pytest.raises(TypeError, match="logits_fn"):
+        analysis.calibration(net, x, y)
+    bins, ece = analysis.calibration(net, x, y, logits_fn=logits_fn)
+    assert set(ece) == {"model"}
+    table = analysis.temperature_scaling(net, x, y, logits_fn=logits_fn)
+    assert len(table) == 1
+    assert set(analysis.mixed_accuracy(net, x, y, logits_fn=logits_fn).columns) >= {"mixed_top1", "mixed_top2"}
+    assert len(analysis.mixed_accuracy(net, x, y, policy="saliencymix", logits_fn=logits_fn)) == 1
+    assert len(analysis.memorisation(net, x, y, y, logits_fn=logits_fn)) == 1
+    assert len(analysis.visible_pair_accuracy(net, x, y, masks, logits_fn=logits_fn)) == 1
+    assert len(analysis.saliency_table(net, x, y, masks, logits_fn=logits_fn)) == len(analysis.SALIENCY_METHODS)
+    example = analysis.saliency_example(net, x, y, masks, logits_fn=logits_fn, sample=0)
+    assert example
+    assert analysis.logits_of(net, x, logits_fn=logits_fn).shape == (12, 4)
+    assert saliency.attribute(net, x[:2], y[:2], "gradcam", logits_fn=logits_fn).shape == (2, 1, 8, 8)
+    assert len(saliency.top2_attributions(net, x[:2], logits_fn=logits_fn)) == 3
+    assert set(saliency.saliency_agreement(net, x, masks, y, logits_fn=logits_fn)) == {"mask_share", "pointing"}
+    mixed = analysis.fixed_mixed_batch("puzzlemix_lite", x, y, model=net, logits_fn=logits_fn, block_num=2)
+    assert mixed.inputs.shape == x.shape
