@@ -244,8 +244,8 @@ def test_mix_callable_keeps_tv_tensors_and_matches_torchvision_api():
 def test_mix_callable_checks():
     with pytest.raises(ValueError, match="model"):
         Mix("puzzlemix", num_classes=3)
-    with pytest.raises(ValueError, match="num_classes"):
-        Mix("cutmix")
+    with pytest.raises(TypeError, match="num_classes"):
+        Mix("cutmix")  # required, keyword-only (no None default that raises)
     with pytest.raises(ValueError, match="labels"):
         Mix("cutmix", num_classes=3)(torch.rand(2, 3, 4, 4), torch.tensor([0, 3]))
     with pytest.raises(TypeError, match="bogus"):

@@ -82,9 +82,14 @@ def temperature_scaling(models: Any, images: torch.Tensor, labels: torch.Tensor,
 
     One row per model: ``model``, ``temperature`` (the mean of the fold
     temperatures; > 1 where the model was over-confident, < 1 where it was
-    under-confident), ``accuracy`` (unchanged by scaling), ``ece``,
-    ``ece_scaled``, ``nll``, ``nll_scaled``.
+    under-confident), ``clipped`` (True when a fold's temperature stopped at
+    a bound of :data:`mixviz.metrics.TEMPERATURE_RANGE`: the best
+    temperature lies beyond it, so ``temperature`` is a bound, not an
+    optimum; a ``UserWarning`` names those models), ``accuracy`` (unchanged
+    by scaling), ``ece``, ``ece_scaled``, ``nll``, ``nll_scaled``.
     """
+    import warnings
+
     from mixviz import metrics
 
     entries = named_models(models, allow_list=False, logits_fn=logits_fn)
@@ -106,12 +111,21 @@ def temperature_scaling(models: Any, images: torch.Tensor, labels: torch.Tensor,
             rest = torch.cat([p for j, p in enumerate(parts) if j != k])
             temps.append(metrics.fit_temperature(logits[rest], y[rest]))
             scaled[part] = logits[part] / temps[-1]
-        rows.append({"model": m.name, "temperature": sum(temps) / len(temps),
+        lo, hi = metrics.TEMPERATURE_RANGE
+        clipped = any(abs(t - lo) <= 1e-6 * lo or abs(t - hi) <= 1e-6 * hi for t in temps)
+        rows.append({"model": m.name, "temperature": sum(temps) / len(temps), "clipped": clipped,
                      "accuracy": metrics.accuracy(logits, y, topk=1)[0],
                      "ece": metrics.expected_calibration_error(logits.softmax(1), y, n_bins),
                      "ece_scaled": metrics.expected_calibration_error(scaled.softmax(1), y, n_bins),
                      "nll": metrics.nll(logits, y), "nll_scaled": metrics.nll(scaled, y)})
-    return pd.DataFrame(rows, columns=["model", "temperature", "accuracy", "ece", "ece_scaled", "nll", "nll_scaled"])
+    table = pd.DataFrame(rows, columns=["model", "temperature", "clipped", "accuracy", "ece", "ece_scaled", "nll",
+                                        "nll_scaled"])
+    if table["clipped"].any():
+        names = ", ".join(map(str, table.loc[table["clipped"], "model"]))
+        warnings.warn(f"temperature_scaling: the temperature of {names} stopped at a bound of "
+                      f"{metrics.TEMPERATURE_RANGE} (the best one lies beyond it; see the clipped column)",
+                      UserWarning, stacklevel=2)
+    return table
 
 
 def mixed_accuracy(models: Any, images: torch.Tensor, labels: torch.Tensor, *, policy: str = EVAL_POLICY,

@@ -136,6 +136,23 @@ class MixedBatch:
                 "hidden-layer access (mixviz.models: mlp, smallcnn, preact_resnet18); with any other model "
                 "(e.g. a torchvision ResNet) use a pixel-space policy such as 'mixup' or 'cutmix'")
 
+    def __repr__(self) -> str:
+        """One line: shapes, dtypes and the lam range, not the tensors' values."""
+        def shape(t: torch.Tensor | None) -> str:
+            return "None" if t is None else f"{list(t.shape)} {str(t.dtype).replace('torch.', '')}"
+
+        lam = self.lam.detach()
+        lam_text = f"[{float(lam.min()):.3g}, {float(lam.max()):.3g}]" if lam.numel() else "[]"
+        parts = [f"policy={self.policy!r}", f"inputs={shape(self.inputs)}", f"device={self.inputs.device}",
+                 f"lam in {lam_text}", f"mask={shape(self.mask)}"]
+        if self.aux_loss is not None:
+            parts.append(f"aux_loss={float(self.aux_loss.detach()):.4g}")
+        if self.transport is not None:
+            parts.append(f"transport={shape(self.transport)}")
+        if self.layer is not None:
+            parts.append(f"layer={int(self.layer)} of {self.layers}, forwarded={self.forwarded}")
+        return f"MixedBatch({', '.join(parts)})"
+
     def __len__(self) -> int:
         return self.inputs.shape[0]
 

@@ -36,12 +36,14 @@ __all__ = [
 ]
 
 
-def _check_model(model: object, policy: str) -> None:
+def _check_model(model: object, policy: str) -> nn.Module:
+    """``model`` itself (typed), or ValueError / TypeError naming it."""
     if model is None:
         raise ValueError(f"model is required for the dynamic policy {policy!r} "
                          "(pass model=<the network being trained>)")
     if not callable(model):
         raise TypeError(f"model must be a callable torch.nn.Module, got {type(model).__name__}")
+    return model  # type: ignore[return-value]  # any callable returning logits works like a Module here
 
 
 @contextmanager
@@ -125,8 +127,7 @@ def _saliency(kind: str, model: object, x: torch.Tensor, y: torch.Tensor, mode: 
     check_choice("saliency_mode", mode, ("eval", "train"))
     if kind == "spectral":
         return spectral_residual_saliency(x)
-    _check_model(model, policy)
-    return input_gradient_saliency(model, x, y, mode=mode)
+    return input_gradient_saliency(_check_model(model, policy), x, y, mode=mode)
 
 
 def saliencymix(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generator: torch.Generator | None = None,

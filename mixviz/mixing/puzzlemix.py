@@ -383,11 +383,11 @@ def _transport_grid(n: int, height: int, width: int, t_size: int | None) -> int:
 
 
 def _puzzlemix(x: torch.Tensor, y: torch.Tensor, alpha: float, generator: torch.Generator | None, per_sample: bool,
-               model: nn.Module, correct_lam: bool, block_num: int | None, beta: float, gamma: float, eta: float,
+               model: nn.Module | None, correct_lam: bool, block_num: int | None, beta: float, gamma: float, eta: float,
                neigh_size: int, n_labels: int, transport: bool, t_eps: float, t_size: int | None, adv_p: float,
                adv_eps: float, clean_lam: float, saliency_mode: str | None, policy: str) -> MixedBatch:
     _check_batch(x, y, alpha=alpha, generator=generator, per_sample=per_sample, images=True, policy=policy)
-    _check_model(model, policy)
+    model = _check_model(model, policy)
     _check_options(beta=beta, gamma=gamma, eta=eta, neigh_size=neigh_size, n_labels=n_labels,
                    transport=transport, t_eps=t_eps, t_size=t_size, adv_p=adv_p, adv_eps=adv_eps,
                    clean_lam=clean_lam, saliency_mode=saliency_mode)

@@ -258,6 +258,15 @@ class Mix:
 
     The last :class:`MixedBatch` is kept in ``last_batch`` for users who want
     lam, the mask or the partner index.  Dynamic policies need ``model=``.
+    ``num_classes`` is required (keyword-only, as in torchvision) and the
+    labels must lie in ``[0, num_classes)``.
+
+    A policy that returns an ``aux_loss`` (PuzzleMix with ``clean_lam > 0``,
+    AutoMix in train mode) has a loss term that an ``(images, targets)`` pair
+    would drop: such a call raises ``ValueError`` unless the mixer was built
+    with ``return_aux=True``; then every call returns ``(images, targets,
+    aux_loss)`` (a zero scalar when the batch has none) and the training step
+    adds ``aux_loss`` to its loss.
 
     >>> mixer = Mix("cutmix", alpha=1.0, num_classes=10)
     >>> images, targets = mixer(torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]))
@@ -265,14 +274,14 @@ class Mix:
     torch.Size([4, 10])
     """
 
-    def __init__(self, policy: str, alpha: float = 1.0, num_classes: int | None = None, *,
+    def __init__(self, policy: str, alpha: float = 1.0, *, num_classes: int,
                  generator: torch.Generator | None = None, model: torch.nn.Module | None = None,
-                 per_sample: bool = True, **options: Any) -> None:
+                 per_sample: bool = True, return_aux: bool = False, **options: Any) -> None:
         info = policy_info(policy)
         check_positive("alpha", alpha)
-        if num_classes is None:
-            raise ValueError("num_classes is required (the width of the soft targets)")
-        check_positive("num_classes", num_classes, integer=True)
+        check_positive("num_classes", num_classes, integer=True)  # the width of the soft targets
+        if not isinstance(return_aux, bool):
+            raise TypeError(f"return_aux must be a bool, got {type(return_aux).__name__}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         if not isinstance(per_sample, bool):
@@ -289,24 +298,34 @@ class Mix:
         self.generator = generator
         self.model = model
         self.per_sample = per_sample
+        self.return_aux = return_aux
         self.options = dict(options)
         self.last_batch: MixedBatch | None = None
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
         check_labels("labels", labels, num_classes=self.num_classes)
         self.last_batch = None  # let the previous batch's tensors go before new ones are allocated
         batch = mix(self.policy, images, labels, alpha=self.alpha, generator=self.generator, model=self.model,
                     per_sample=self.per_sample, **self.options)
         self.last_batch = batch
+        if batch.aux_loss is not None and not self.return_aux:
+            raise ValueError(f"policy {self.policy!r} returned an aux_loss (a loss term of the policy itself) that "
+                             "(images, targets) would drop: build Mix(..., return_aux=True) to get (images, "
+                             "targets, aux_loss) and add aux_loss to the training loss"
+                             + (", or pass clean_lam=0" if self.policy.startswith("puzzlemix") else ""))
         inputs = batch.inputs
         if type(images) is not torch.Tensor and isinstance(images, torch.Tensor):
             from torchvision import tv_tensors  # keep tv_tensors.Image an Image, as torchvision does
 
             if isinstance(images, tv_tensors.TVTensor):
                 inputs = tv_tensors.wrap(inputs, like=images)
-        return inputs, batch.soft_targets(self.num_classes)
+        targets = batch.soft_targets(self.num_classes)
+        if self.return_aux:
+            aux = batch.aux_loss if batch.aux_loss is not None else torch.zeros((), device=targets.device)
+            return inputs, targets, aux
+        return inputs, targets
 
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v!r}" for k, v in self.options.items())
         return (f"Mix(policy={self.policy!r}, alpha={self.alpha}, num_classes={self.num_classes}, "
-                f"per_sample={self.per_sample}{extra})")
+                f"per_sample={self.per_sample}{', return_aux=True' if self.return_aux else ''}{extra})")
