@@ -15,6 +15,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -131,6 +132,50 @@ def check_labels(name: str, labels: torch.Tensor, num_classes: int | None = None
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi >= num_classes:
             raise ValueError(f"{name} must lie in [0, {num_classes}), got values in [{lo}, {hi}]")
+
+
+# --------------------------------------------------------------------------- input conversion
+#
+# Every policy (through mixing.mix / mixing.Mix), the dynamic policies' saliency pass and every loss
+# convert their inputs here, so a dtype that works for one works for all:
+#
+# * images: float tensors are used as they are (float16 / bfloat16 / float32 / float64, any memory
+#   format); uint8 images (torchvision's decoded images) are converted to float32 *scaled to [0, 1]*
+#   (divided by 255, as torchvision's ``v2.ToDtype(torch.float32, scale=True)`` does), the scale every
+#   other part of mixviz uses: the dynamic policies' saliency pass runs the model on them, and
+#   :func:`mixviz.saliency.attribute` divides uint8 by 255 too.  torchvision's v2 CutMix keeps uint8
+#   (rounding the blend); mixviz returns float32, so mixup's blends are not rounded.
+# * labels: any integer dtype (uint8, int8, int16, int32, int64) becomes int64; the range is checked
+#   against the number of classes where one is known (a value check).
+
+
+def as_images(name: str, x: Any) -> torch.Tensor:
+    """``x`` as a float tensor: float dtypes unchanged, uint8 to float32
+    divided by 255 (values in [0, 1]), memory format kept; ``TypeError``
+    naming ``name`` for any other dtype."""
+    check_tensor(name, x)
+    if x.is_floating_point():
+        return x
+    if x.dtype == torch.uint8:
+        return x.to(torch.float32).div_(255.0)  # preserve_format: a channels-last batch stays channels-last
+    raise TypeError(f"{name} must be a floating-point tensor or uint8 images, got {x.dtype}")
+
+
+def as_labels(name: str, labels: Any, num_classes: int | None = None, batch: int | None = None) -> torch.Tensor:
+    """``labels`` as int64 [B] (any integer dtype is accepted), in
+    ``[0, num_classes)`` when ``num_classes`` is given (a value check);
+    ``TypeError`` / ``ValueError`` naming ``name`` otherwise."""
+    check_labels(name, labels, num_classes, batch)
+    return labels if labels.dtype == torch.int64 else labels.long()
+
+
+def autocast_like(x: torch.Tensor) -> Any:
+    """A context that runs a model in ``x``'s dtype: ``torch.autocast`` with
+    that dtype for float16 / bfloat16 inputs (so a float32 model accepts
+    them), nothing for float32 / float64."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return torch.autocast(x.device.type, dtype=x.dtype)
+    return contextlib.nullcontext()
 
 
 def check_frame(name: str, value: Any, columns: Iterable[str]) -> Any:

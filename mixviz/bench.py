@@ -22,7 +22,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pandas as pd
+from mixviz._extras import require
+
+require("pandas")  # the 'analysis' extra: an ImportError here names the pip install line
+import pandas as pd  # noqa: E402
 import torch
 
 from mixviz._validation import check_frame, check_positive

@@ -1,4 +1,9 @@
-"""The ``mixviz`` command: ``mixviz train | reproduce | compare | figures | bench | doctor``."""
+"""The ``mixviz`` command: ``mixviz train | reproduce | compare | figures | bench | doctor``.
+
+``mixviz --help`` and ``mixviz --version`` answer at once: they import
+neither torch nor pandas.  A command's own parser (and the modules behind
+it) is built only when that command is named.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,33 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+# name -> one-line help; `mixviz --help` lists these without importing the modules behind them
+COMMANDS = {
+    "train": "train one configuration (cached in the run store)",
+    "reproduce": "train cells of a committed comparison again and check that its claims hold",
+    "compare": "train a grid of regimes x methods x seeds and tabulate the results",
+    "figures": "train what is missing and write every picture and its numbers",
+    "bench": "time the training step of every method on this machine",
+    "doctor": "check that this install works on this machine, and how fast it trains",
+}
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Descriptions are not %-formatted by argparse (help strings are): show a
+    description's escaped ``%%`` as ``%``."""
+
+    def _format_text(self, text: str) -> str:
+        if "%%" in text and "%(prog)" not in text:
+            text = text.replace("%%", "%")
+        return super()._format_text(text)
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -187,7 +218,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 def _add_reproduce(sub: Any) -> None:
     p = sub.add_parser(
-        "reproduce", help="train cells of a committed comparison again and check that its claims hold",
+        "reproduce", help=COMMANDS["reproduce"],
         description="Re-train cells of RESULTS_DIR/results.csv (a seeded random sample, or regimes x methods; "
                     "default every row) from the same configs into a fresh run store, recompute every paired "
                     "difference of RESULTS_DIR/effects.csv whose two methods were re-run, and write "
@@ -215,14 +246,41 @@ def _add_reproduce(sub: Any) -> None:
     p.set_defaults(func=_cmd_reproduce)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _version() -> str:
+    from mixviz import __version__  # the package's __init__ imports nothing heavy
+
+    return __version__
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``mixviz`` parser.  With ``command`` (one of :data:`COMMANDS`) only
+    that command's parser is built in full (importing what it needs); the
+    others are listed by name.  ``command=""`` builds none (``--help``,
+    ``--version``); None builds every one."""
+    parser = _Parser(
         prog="mixviz",
         description="Train classifiers with mixup policies and the Decoupled Mixup loss, compare them, "
                     "and draw the pictures that show what each does.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.add_argument("--version", action="version", version=f"mixviz {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+    full = set(COMMANDS) if command is None else {command} & set(COMMANDS)
+    for name, text in COMMANDS.items():
+        if name not in full:
+            sub.add_parser(name, help=text, add_help=False)
+        elif name == "train":
+            _register_train(sub)
+        elif name == "reproduce":
+            _add_reproduce(sub)
+        else:
+            import importlib
 
-    p = sub.add_parser("train", help="train one configuration (cached in the run store)",
+            module = importlib.import_module({"compare": "mixviz.experiments"}.get(name, f"mixviz.{name}"))
+            module.register_command(sub)
+    return parser
+
+
+def _register_train(sub: Any) -> None:
+    p = sub.add_parser("train", help=COMMANDS["train"],
                        description="Train one configuration. Runs are stored under runs/<id>/ (or $MIXVIZ_RUNS) "
                                    "keyed by a hash of the configuration: a finished run is loaded, not trained "
                                    "again, and an interrupted one resumes from its last checkpoint. Under torchrun "
@@ -236,22 +294,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train into this directory instead of the run store (checkpoints, history, metrics)")
     g.add_argument("--resume", action="store_true", help="with --out: continue from the checkpoint there")
     p.set_defaults(func=_cmd_train)
-    _add_reproduce(sub)
 
-    from mixviz import bench, doctor, experiments, figures
 
-    for module in (experiments, figures, bench, doctor):
-        module.register_command(sub)
-    return parser
+def _command_of(argv: Sequence[str]) -> str:
+    """The command named in ``argv`` (its first word not an option), or ""."""
+    word = next((a for a in argv if not a.startswith("-")), "")
+    return word if word in COMMANDS else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from mixviz._extras import explain
+
+    try:
+        parser = build_parser(_command_of(argv))
+    except ImportError as err:  # a command whose optional dependencies are missing
+        message = explain(err)
+        if message is None:
+            raise
+        print(f"mixviz: error: {message}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"mixviz {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except ImportError as err:
+        message = explain(err)
+        if message is None:
+            raise
+        print(f"mixviz {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -368,7 +368,7 @@ def register_command(sub: Any) -> None:
                     "a preset and small MLPs on moons and spirals, then write one PNG per picture kind (mixed "
                     "samples, decision boundaries, reliability diagrams, Top-1/Top-2 mixed accuracy, label "
                     "mismatch, saliency, training curves, method comparison and, with noisy labels, memorisation) "
-                    "and summary.md / summary.json with the numbers behind them (means with 95 %% intervals over "
+                    "and summary.md / summary.json with the numbers behind them (means with 95 % intervals over "
                     "seeds, paired differences).")
     p.add_argument("--preset", default="quick", choices=figure_presets(),
                    help="quick: a few minutes on a CPU (40 %% noisy labels; 4 seeds of none+ce and mixup); full: "

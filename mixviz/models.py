@@ -301,12 +301,49 @@ class _Normalized(nn.Sequential):
         raise AttributeError(f"{type(net).__name__} has no known last conv layer")
 
 
+class LogitsOf(nn.Module):
+    """A classifier that returns plain logits, made from one that returns a
+    tuple, a dict or an object: ``forward(*args) = logits_fn(model(*args))``.
+    The analyses wrap a model in it when given ``logits_fn=``; keyword
+    arguments (``mix_hidden=``) pass through to the model."""
+
+    def __init__(self, model: nn.Module, logits_fn: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.logits_fn = logits_fn
+        if isinstance(getattr(model, "last_conv", None), nn.Module):
+            self.last_conv = model.last_conv  # Grad-CAM's layer (mixviz.saliency) stays reachable
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        logits = self.logits_fn(self.model(*args, **kwargs))
+        if not isinstance(logits, torch.Tensor):
+            raise TypeError(f"logits_fn must return the logits as a tensor, got {type(logits).__name__}")
+        return logits
+
+
+def with_logits_fn(model: Any, logits_fn: Any = None) -> Any:
+    """``model`` itself when ``logits_fn`` is None (it returns logits), else
+    :class:`LogitsOf` ``(model, logits_fn)``, e.g. ``logits_fn=lambda out:
+    out[0]`` for a model returning ``(logits, features)`` or ``lambda out:
+    out["logits"]`` for one returning a dict."""
+    if logits_fn is None:
+        return model
+    if not callable(logits_fn):
+        raise TypeError(f"logits_fn must be None or a callable (model output -> logits), "
+                        f"got {type(logits_fn).__name__}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return LogitsOf(model, logits_fn)
+
+
 def check_staged(model: Any, purpose: str = "hidden-layer access") -> StagedNet:
     """The :class:`StagedNet` inside ``model`` (a built model, its network, or
     either wrapped in DistributedDataParallel); ``ValueError`` naming the
     model when it has no hidden-layer access (torchvision's ResNets, other
     modules)."""
     net = model
+    if isinstance(net, LogitsOf):
+        net = net.model
     if isinstance(net, nn.parallel.DistributedDataParallel):
         net = net.module
     if isinstance(net, _Normalized):

@@ -49,7 +49,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+from mixviz._extras import require
+
+require("pandas")  # the 'analysis' extra: an ImportError here names the pip install line
+import pandas as pd  # noqa: E402
 import torch
 
 from mixviz.ioutil import (

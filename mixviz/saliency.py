@@ -26,7 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mixviz._extras import require
 from mixviz._validation import check_choice, check_labels, check_positive, check_tensor, value_checks_enabled
+from mixviz.models import with_logits_fn
 
 __all__ = [
     "METHODS",
@@ -101,6 +103,7 @@ def _check_map_and_mask(attr: Any, object_mask: Any) -> None:
 
 
 def _saliency(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    require("captum", "captum attributions")
     from captum.attr import Saliency
 
     grad = Saliency(model).attribute(x, target=target, abs=True)
@@ -109,6 +112,7 @@ def _saliency(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.
 
 def _integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                           n_steps: int = 50, internal_batch_size: int | None = None) -> torch.Tensor:
+    require("captum", "captum attributions")
     from captum.attr import IntegratedGradients
 
     check_positive("n_steps", n_steps, integer=True)
@@ -121,6 +125,7 @@ def _integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tenso
 
 def _gradcam(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
              interpolate_mode: str = "bilinear") -> torch.Tensor:
+    require("captum", "captum attributions")
     from captum.attr import LayerAttribution, LayerGradCam
 
     check_choice("interpolate_mode", interpolate_mode, ("bilinear", "bicubic", "nearest", "area"))
@@ -139,7 +144,7 @@ _METHOD_FUNCS = {"saliency": _saliency, "integrated_gradients": _integrated_grad
 
 
 def attribute(model: nn.Module, images: torch.Tensor, target: int | torch.Tensor,
-              method: str = "saliency", **kw: Any) -> torch.Tensor:
+              method: str = "saliency", *, logits_fn: Any = None, **kw: Any) -> torch.Tensor:
     """Attribution maps of ``model`` for class ``target``, one per image.
 
     Args:
@@ -152,6 +157,8 @@ def attribute(model: nn.Module, images: torch.Tensor, target: int | torch.Tensor
         target: the class to explain, an int or an int tensor [B].
         method: ``"saliency"``, ``"integrated_gradients"`` or ``"gradcam"``
             (see the module docstring).
+        logits_fn: for a model that returns a tuple, a dict or an object:
+            its output -> the [B, C] logits (e.g. ``lambda out: out[0]``).
         **kw: ``n_steps`` (default 50) and ``internal_batch_size`` for
             integrated gradients; ``interpolate_mode`` (default
             ``"bilinear"``) for Grad-CAM.
@@ -160,6 +167,7 @@ def attribute(model: nn.Module, images: torch.Tensor, target: int | torch.Tensor
         A detached non-negative float tensor [B, 1, H, W].
     """
     _check_model(model)
+    model = with_logits_fn(model, logits_fn)
     x = _check_images("images", images)
     check_choice("method", method, METHODS)
     unknown = set(kw) - _METHOD_OPTIONS[method]
@@ -178,8 +186,8 @@ def attribute(model: nn.Module, images: torch.Tensor, target: int | torch.Tensor
     return attr.detach()
 
 
-def top2_attributions(model: nn.Module, mixed_images: torch.Tensor, method: str = "gradcam",
-                      **kw: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def top2_attributions(model: nn.Module, mixed_images: torch.Tensor, method: str = "gradcam", *,
+                      logits_fn: Any = None, **kw: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Attributions of mixed images for their two most probable classes.
 
     The Decoupled Mixup paper's Figure 1 idea: a model that has learned both
@@ -191,6 +199,7 @@ def top2_attributions(model: nn.Module, mixed_images: torch.Tensor, method: str 
         logit, and those classes, a LongTensor [B, 2].
     """
     _check_model(model)
+    model = with_logits_fn(model, logits_fn)  # a model returning a tuple / dict: see attribute()
     x = _check_images("mixed_images", mixed_images)
     check_choice("method", method, METHODS)
     was_training = model.training
@@ -258,7 +267,7 @@ def pointing_game(attr: torch.Tensor, object_mask: torch.Tensor, tolerance: int 
 
 def saliency_agreement(model: nn.Module, images: torch.Tensor, object_masks: torch.Tensor,
                        labels: torch.Tensor, method: str = "gradcam", batch_size: int = 256,
-                       tolerance: int = 0, **kw: Any) -> dict[str, float]:
+                       tolerance: int = 0, *, logits_fn: Any = None, **kw: Any) -> dict[str, float]:
     """Mean agreement of the attributions for the true class with the object masks.
 
     Attributions (:func:`attribute` with ``target=labels``) are computed in
@@ -269,6 +278,7 @@ def saliency_agreement(model: nn.Module, images: torch.Tensor, object_masks: tor
         "pointing": fraction of pointing_game hits}``.
     """
     _check_model(model)
+    model = with_logits_fn(model, logits_fn)  # a model returning a tuple / dict: see attribute()
     x = _check_images("images", images)
     _check_map("object_masks", object_masks)
     if object_masks.shape[0] != x.shape[0] or object_masks.shape[-2:] != x.shape[-2:]:

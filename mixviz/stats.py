@@ -29,7 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
+from mixviz._extras import require
+
+require("pandas")  # the 'analysis' extra: an ImportError here names the pip install line
+import pandas as pd  # noqa: E402
 
 __all__ = ["ILLUSTRATION", "Interval", "SeedCount", "sd_from_interval", "seeds_for_stable_verdict", "mean_ci", "paired_ci", "verdict", "t_quantile", "summarize_groups", "paired_table",
            "format_ci", "CONFIDENCE"]
@@ -69,6 +72,7 @@ def _check_confidence(confidence: float) -> None:
 
 def t_quantile(confidence: float, dof: int) -> float:
     """The two-sided Student-t critical value ``t_{(1 + confidence) / 2, dof}``."""
+    require("scipy", "the t interval")
     from scipy import stats
 
     _check_confidence(confidence)

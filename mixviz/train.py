@@ -27,13 +27,17 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+from mixviz._extras import require
+
+require("pandas")  # the 'analysis' extra: an ImportError here names the pip install line
+import pandas as pd  # noqa: E402
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -336,6 +340,8 @@ def fit(config: TrainConfig, resume: bool = False, *,
         progress = tqdm(total=config.epochs * len(batches), initial=start_epoch * len(batches),
                         desc=f"{config.policy}/{config.loss}", unit="step", leave=False,
                         disable=None)  # disable=None: off when not a TTY
+    # no terminal for the bar (a log file, a pipe, CI): one plain line per epoch on stderr instead
+    plain_log = bool(config.progress and rank == 0 and (progress is None or progress.disable))
 
     previous_checks = mixviz.validation()
     try:
@@ -372,6 +378,8 @@ def fit(config: TrainConfig, resume: bool = False, *,
                    "epoch_sec": train_sec, "images_per_sec": steps * config.batch_size / train_sec,
                    **(semi_run.epoch_end() if semi_run is not None else {})}
             history.append(row)
+            if plain_log:
+                print(_epoch_line(config, row), file=sys.stderr, flush=True)
             if writer:
                 save_checkpoint({
                     "config": config.to_dict(), "epoch": epoch, "model": model.state_dict(),
@@ -440,6 +448,14 @@ def _evaluate_epoch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
 
 #: Policies whose mixed test sets are scored at the end of a run on data with object masks (the visible-pair split).
 FINAL_MIXED_POLICIES = ("cutmix", "mixup")
+
+
+def _epoch_line(config: TrainConfig, row: dict[str, Any]) -> str:
+    """``cutmix/dm epoch 3/10: train_loss 1.234, test_acc 0.812, 2.1 s``: the
+    progress line when no terminal shows a bar."""
+    shown = [f"{k} {row[k]:.4g}" for k in ("train_loss", "test_acc", "test_nll", "test_ece") if k in row]
+    return (f"{config.policy}/{config.loss} epoch {row['epoch']}/{config.epochs}: {', '.join(shown)}, "
+            f"{row['epoch_sec']:.1f} s")
 
 
 def _final_metrics(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig,

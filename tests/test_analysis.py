@@ -463,7 +463,8 @@ def test_temperature_scaling_undoes_a_known_over_and_under_confidence():
     y = torch.multinomial(z.softmax(1), 1, generator=g).squeeze(1)  # calibrated logits z
     models = {"over": Scaled(3.0), "under": Scaled(0.3), "right": Scaled(1.0)}
     table = analysis.temperature_scaling(models, z, y).set_index("model")
-    assert list(table.columns) == ["temperature", "accuracy", "ece", "ece_scaled", "nll", "nll_scaled"]
+    assert list(table.columns) == ["temperature", "clipped", "accuracy", "ece", "ece_scaled", "nll", "nll_scaled"]
+    assert not table["clipped"].any()  # optima inside the range (tests/test_user_loop.py: one outside it)
     for name, factor in (("over", 3.0), ("under", 0.3), ("right", 1.0)):
         row = table.loc[name]
         assert row.temperature == pytest.approx(factor, rel=0.08)

@@ -244,8 +244,8 @@ def test_mix_callable_keeps_tv_tensors_and_matches_torchvision_api():
 def test_mix_callable_checks():
     with pytest.raises(ValueError, match="model"):
         Mix("puzzlemix", num_classes=3)
-    with pytest.raises(ValueError, match="num_classes"):
-        Mix("cutmix")
+    with pytest.raises(TypeError, match="num_classes"):
+        Mix("cutmix")  # required, keyword-only (no None default that raises)
     with pytest.raises(ValueError, match="labels"):
         Mix("cutmix", num_classes=3)(torch.rand(2, 3, 4, 4), torch.tensor([0, 3]))
     with pytest.raises(TypeError, match="bogus"):
@@ -306,8 +306,8 @@ def test_bad_x_and_y():
         mix("cutmix", x, y[:2])
     with pytest.raises(TypeError, match="y must be an integer"):
         mix("mixup", x, y.float())
-    with pytest.raises(TypeError, match="x must be a floating"):
-        mix("mixup", (x * 255).to(torch.uint8), y)
+    with pytest.raises(TypeError, match="x must be a floating-point tensor or uint8"):
+        mix("mixup", (x * 255).to(torch.int16), y)  # uint8 images are converted (tests/test_input_types.py)
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         mix("mixup", x.tolist(), y)
     with pytest.raises(ValueError, match="x must be a non-empty"):

@@ -8,6 +8,9 @@ fills the ``policy`` / ``loss`` / ``kind`` / ``seed`` columns), or a dict
 ``{name: module or Run}`` -- plus tensors: images in [0, 1] ``[N, C, H, W]``,
 integer labels ``[N]`` and, for the clutter set, object masks
 ``[N, 1, H, W]``.  Nothing here trains a run or reads the run store.
+A model that returns a tuple, a dict or an object instead of the logits
+needs ``logits_fn=`` (its output -> the logits, e.g. ``lambda out: out[0]``
+for ``(logits, features)``), which every function here takes.
 
 =================================  ===========================================
 :func:`calibration`                reliability bins and ECE per model

@@ -73,28 +73,33 @@ def _is_run(obj: Any) -> bool:
     return isinstance(obj, Run)
 
 
-def _entry(name: str, obj: Any, where: str) -> NamedModel:
+def _entry(name: str, obj: Any, where: str, logits_fn: Any = None) -> NamedModel:
+    from mixviz.models import with_logits_fn
+
     if _is_run(obj):
         c = obj.config
-        return NamedModel(name, obj.model, {"policy": c.policy, "loss": c.loss,
+        return NamedModel(name, with_logits_fn(obj.model, logits_fn), {"policy": c.policy, "loss": c.loss,
                                             "kind": training_kind(c.policy, c.loss), "seed": c.seed})
     if isinstance(obj, nn.Module):
-        return NamedModel(name, obj)
+        return NamedModel(name, with_logits_fn(obj, logits_fn))
     raise TypeError(f"{where} must be a torch.nn.Module (a classifier returning logits) or a mixviz.train.Run, "
                     f"got {type(obj).__name__}")
 
 
-def named_models(models: Any, *, name: str = "models", allow_list: bool = True) -> list[NamedModel]:
+def named_models(models: Any, *, name: str = "models", allow_list: bool = True,
+                 logits_fn: Any = None) -> list[NamedModel]:
     """The models of an analysis as a list of :class:`NamedModel`.
 
     Accepts an ``nn.Module`` (named ``"model"``), a Run (named
     ``"<policy>+<loss>"``), a non-empty dict ``{name: module or Run}`` or,
     with ``allow_list``, a non-empty list of modules and Runs (Runs are
     named by their method, modules ``"model <i>"``; names may repeat, e.g.
-    the seeds of one method).
+    the seeds of one method).  With ``logits_fn`` (model output -> logits,
+    for models that return a tuple, a dict or an object) every module is
+    wrapped in :class:`mixviz.models.LogitsOf`.
     """
     if isinstance(models, nn.Module) or _is_run(models):
-        entry = _entry("model", models, name)
+        entry = _entry("model", models, name, logits_fn)
         if entry.info:
             entry.name = f"{entry.info['policy']}+{entry.info['loss']}"
         return [entry]
@@ -105,14 +110,14 @@ def named_models(models: Any, *, name: str = "models", allow_list: bool = True) 
         for key, obj in models.items():
             if not isinstance(key, str):
                 raise TypeError(f"{name} keys must be str (the names shown in tables), got {type(key).__name__}")
-            out.append(_entry(key, obj, f"{name}[{key!r}]"))
+            out.append(_entry(key, obj, f"{name}[{key!r}]", logits_fn))
         return out
     if allow_list and isinstance(models, Sequence) and not isinstance(models, str):
         if not models:
             raise ValueError(f"{name} must not be empty")
         out = []
         for i, obj in enumerate(models):
-            entry = _entry(f"model {i}", obj, f"{name}[{i}]")
+            entry = _entry(f"model {i}", obj, f"{name}[{i}]", logits_fn)
             if entry.info:
                 entry.name = f"{entry.info['policy']}+{entry.info['loss']}"
             out.append(entry)

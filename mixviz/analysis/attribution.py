@@ -8,7 +8,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import pandas as pd
+from mixviz._extras import require
+
+require("pandas")  # the 'analysis' extra: an ImportError here names the pip install line
+import pandas as pd  # noqa: E402
 import torch
 from torch import nn
 
@@ -72,7 +75,7 @@ def _check_attribution_model(name: str, model: nn.Module, methods: Sequence[str]
 def saliency_table(models: Any, images: torch.Tensor, labels: torch.Tensor,
                    object_masks: torch.Tensor, *, attributions: Sequence[str] = SALIENCY_METHODS,
                    limit: int | None = 256, policy: str = EVAL_POLICY, seed: int = EVAL_SEED,
-                   alpha: float = EVAL_ALPHA, tolerance: int = 0) -> pd.DataFrame:
+                   alpha: float = EVAL_ALPHA, tolerance: int = 0, logits_fn: Any = None) -> pd.DataFrame:
     """Agreement of each model's attributions with the object masks.
 
     For each model and attribution method (captum, :func:`mixviz.saliency.attribute`):
@@ -98,7 +101,7 @@ def saliency_table(models: Any, images: torch.Tensor, labels: torch.Tensor,
     """
     from mixviz import saliency
 
-    entries = named_models(models, allow_list=False)
+    entries = named_models(models, allow_list=False, logits_fn=logits_fn)
     check_images(images, labels)
     check_tensor("object_masks", object_masks, ndim=4)
     if isinstance(attributions, str) or not attributions:
@@ -155,7 +158,7 @@ def saliency_by_kind(table: pd.DataFrame) -> pd.DataFrame:
 def saliency_example(models: Any, images: torch.Tensor, labels: torch.Tensor,
                      object_masks: torch.Tensor, *, method: str = "gradcam", policy: str = EVAL_POLICY,
                      seed: int = EVAL_SEED, alpha: float = EVAL_ALPHA, sample: int | None = None,
-                     class_names: Sequence[str] | None = None) -> dict[str, Any]:
+                     class_names: Sequence[str] | None = None, logits_fn: Any = None) -> dict[str, Any]:
     """The keyword arguments of :func:`mixviz.viz.saliency_grid` for one mixed image.
 
     The image is sample ``sample`` of the fixed mixed set (default
@@ -167,7 +170,7 @@ def saliency_example(models: Any, images: torch.Tensor, labels: torch.Tensor,
     """
     from mixviz import saliency
 
-    entries = named_models(models, allow_list=False)
+    entries = named_models(models, allow_list=False, logits_fn=logits_fn)
     check_images(images, labels)
     check_choice("method", method, saliency.METHODS)
     for m in entries:

@@ -28,7 +28,10 @@ import math
 from typing import Any
 
 import numpy as np
-import pandas as pd
+from mixviz._extras import require
+
+require("pandas")  # the 'analysis' extra: an ImportError here names the pip install line
+import pandas as pd  # noqa: E402
 import torch
 from torch import nn
 

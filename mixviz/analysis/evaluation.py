@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pandas as pd
+from mixviz._extras import require
+
+require("pandas")  # the 'analysis' extra: an ImportError here names the pip install line
+import pandas as pd  # noqa: E402
 import torch
 
 from mixviz._validation import check_positive, check_tensor
@@ -15,18 +18,29 @@ from mixviz.analysis._common import (EVAL_ALPHA, EVAL_POLICY, EVAL_SEED, MISMATC
 from mixviz.analysis.mixed import fixed_mixed_batch
 
 
-def logits_of(model: torch.nn.Module, images: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
+def logits_of(model: torch.nn.Module, images: torch.Tensor, *, batch_size: int = 512,
+              logits_fn: Any = None) -> torch.Tensor:
     """Float32 logits of ``model`` on ``images`` in eval mode (mode restored),
     in batches of ``batch_size``, on the model's device
-    (:func:`mixviz.train.evaluate`)."""
+    (:func:`mixviz.train.evaluate`).  ``logits_fn`` takes the model's output
+    to the logits when it is not a tensor (a tuple, a dict, an object)."""
+    from mixviz.models import with_logits_fn
     from mixviz.train import evaluate
+
+    model = with_logits_fn(model, logits_fn)
 
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_tensor("images", images)
     check_positive("batch_size", batch_size, integer=True)
     device = model_device(model)
-    logits = evaluate(model, images, torch.empty(0), batch_size=batch_size, device=device)
+    try:
+        logits = evaluate(model, images, torch.empty(0), batch_size=batch_size, device=device)
+    except AttributeError as err:  # evaluate's .float() on a tuple / dict output
+        if logits_fn is not None or "object has no attribute" not in str(err):
+            raise
+        raise TypeError(f"model must return the logits as a tensor ({err}); for a model that returns a tuple, "
+                        "a dict or an object pass logits_fn=, e.g. logits_fn=lambda out: out[0]") from err
     if logits.dim() != 2 or logits.shape[0] != images.shape[0]:
         raise ValueError(f"model must return [N, C] logits for N = {images.shape[0]} inputs, "
                          f"got shape {tuple(logits.shape)}")
@@ -34,7 +48,7 @@ def logits_of(model: torch.nn.Module, images: torch.Tensor, *, batch_size: int =
 
 
 def calibration(models: Any, images: torch.Tensor, labels: torch.Tensor,
-                n_bins: int = 15) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+                n_bins: int = 15, *, logits_fn: Any = None) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
     """Reliability bins and ECE of each model's softmax on ``images``.
 
     ``models``: a module, a Run or ``{name: module or Run}``.  Returns
@@ -45,7 +59,7 @@ def calibration(models: Any, images: torch.Tensor, labels: torch.Tensor,
     """
     from mixviz import metrics
 
-    entries = named_models(models, allow_list=False)
+    entries = named_models(models, allow_list=False, logits_fn=logits_fn)
     check_inputs(images, labels)
     check_positive("n_bins", n_bins, integer=True)
     bins, ece = {}, {}
@@ -58,7 +72,7 @@ def calibration(models: Any, images: torch.Tensor, labels: torch.Tensor,
 
 
 def temperature_scaling(models: Any, images: torch.Tensor, labels: torch.Tensor, *, folds: int = 2,
-                        seed: int = EVAL_SEED, n_bins: int = 15) -> pd.DataFrame:
+                        seed: int = EVAL_SEED, n_bins: int = 15, logits_fn: Any = None) -> pd.DataFrame:
     """Calibration before and after temperature scaling, cross-fitted on one
     labelled set: the samples are split at random (``seed``) into ``folds``
     parts, each part is scaled by the temperature fitted
@@ -68,12 +82,17 @@ def temperature_scaling(models: Any, images: torch.Tensor, labels: torch.Tensor,
 
     One row per model: ``model``, ``temperature`` (the mean of the fold
     temperatures; > 1 where the model was over-confident, < 1 where it was
-    under-confident), ``accuracy`` (unchanged by scaling), ``ece``,
-    ``ece_scaled``, ``nll``, ``nll_scaled``.
+    under-confident), ``clipped`` (True when a fold's temperature stopped at
+    a bound of :data:`mixviz.metrics.TEMPERATURE_RANGE`: the best
+    temperature lies beyond it, so ``temperature`` is a bound, not an
+    optimum; a ``UserWarning`` names those models), ``accuracy`` (unchanged
+    by scaling), ``ece``, ``ece_scaled``, ``nll``, ``nll_scaled``.
     """
+    import warnings
+
     from mixviz import metrics
 
-    entries = named_models(models, allow_list=False)
+    entries = named_models(models, allow_list=False, logits_fn=logits_fn)
     check_inputs(images, labels)
     check_positive("folds", folds, integer=True)
     check_positive("n_bins", n_bins, integer=True)
@@ -92,16 +111,25 @@ def temperature_scaling(models: Any, images: torch.Tensor, labels: torch.Tensor,
             rest = torch.cat([p for j, p in enumerate(parts) if j != k])
             temps.append(metrics.fit_temperature(logits[rest], y[rest]))
             scaled[part] = logits[part] / temps[-1]
-        rows.append({"model": m.name, "temperature": sum(temps) / len(temps),
+        lo, hi = metrics.TEMPERATURE_RANGE
+        clipped = any(abs(t - lo) <= 1e-6 * lo or abs(t - hi) <= 1e-6 * hi for t in temps)
+        rows.append({"model": m.name, "temperature": sum(temps) / len(temps), "clipped": clipped,
                      "accuracy": metrics.accuracy(logits, y, topk=1)[0],
                      "ece": metrics.expected_calibration_error(logits.softmax(1), y, n_bins),
                      "ece_scaled": metrics.expected_calibration_error(scaled.softmax(1), y, n_bins),
                      "nll": metrics.nll(logits, y), "nll_scaled": metrics.nll(scaled, y)})
-    return pd.DataFrame(rows, columns=["model", "temperature", "accuracy", "ece", "ece_scaled", "nll", "nll_scaled"])
+    table = pd.DataFrame(rows, columns=["model", "temperature", "clipped", "accuracy", "ece", "ece_scaled", "nll",
+                                        "nll_scaled"])
+    if table["clipped"].any():
+        names = ", ".join(map(str, table.loc[table["clipped"], "model"]))
+        warnings.warn(f"temperature_scaling: the temperature of {names} stopped at a bound of "
+                      f"{metrics.TEMPERATURE_RANGE} (the best one lies beyond it; see the clipped column)",
+                      UserWarning, stacklevel=2)
+    return table
 
 
 def mixed_accuracy(models: Any, images: torch.Tensor, labels: torch.Tensor, *, policy: str = EVAL_POLICY,
-                   seed: int = EVAL_SEED, alpha: float = EVAL_ALPHA) -> pd.DataFrame:
+                   seed: int = EVAL_SEED, alpha: float = EVAL_ALPHA, logits_fn: Any = None) -> pd.DataFrame:
     """Top-1 / Top-2 accuracy (the DM paper's) of each model on a fixed mixed set.
 
     Every model sees ``images`` mixed by ``policy`` with the same ``seed``
@@ -119,7 +147,7 @@ def mixed_accuracy(models: Any, images: torch.Tensor, labels: torch.Tensor, *, p
     """
     from mixviz import metrics
 
-    entries = named_models(models)
+    entries = named_models(models, logits_fn=logits_fn)
     check_images(images, labels)
     rows = []
     for m in entries:
@@ -130,7 +158,8 @@ def mixed_accuracy(models: Any, images: torch.Tensor, labels: torch.Tensor, *, p
     return pd.DataFrame(rows)
 
 
-def memorisation(models: Any, images: torch.Tensor, labels: torch.Tensor, clean_labels: torch.Tensor) -> pd.DataFrame:
+def memorisation(models: Any, images: torch.Tensor, labels: torch.Tensor, clean_labels: torch.Tensor, *,
+                 logits_fn: Any = None) -> pd.DataFrame:
     """How far each model has fitted the wrong labels of a noisy training set
     (:func:`mixviz.metrics.memorisation` on its logits).
 
@@ -147,7 +176,7 @@ def memorisation(models: Any, images: torch.Tensor, labels: torch.Tensor, clean_
     """
     from mixviz import metrics
 
-    entries = named_models(models)
+    entries = named_models(models, logits_fn=logits_fn)
     check_inputs(images, labels)
     check_inputs(images, clean_labels)
     rows = []
@@ -160,7 +189,7 @@ def memorisation(models: Any, images: torch.Tensor, labels: torch.Tensor, clean_
 
 def visible_pair_accuracy(models: Any, images: torch.Tensor, labels: torch.Tensor, object_masks: torch.Tensor, *,
                           policy: str = EVAL_POLICY, seed: int = EVAL_SEED, alpha: float = EVAL_ALPHA,
-                          visible: float | None = None) -> pd.DataFrame:
+                          visible: float | None = None, logits_fn: Any = None) -> pd.DataFrame:
     """Mixed Top-1 / Top-2 accuracy split by what each mixed image really shows
     (:func:`mixviz.metrics.mixed_topk_by_visibility`).
 
@@ -178,7 +207,7 @@ def visible_pair_accuracy(models: Any, images: torch.Tensor, labels: torch.Tenso
     from mixviz import metrics
     from mixviz.mixing import policy_info
 
-    entries = named_models(models)
+    entries = named_models(models, logits_fn=logits_fn)
     check_images(images, labels)
     check_tensor("object_masks", object_masks, ndim=4)
     visible = metrics.VISIBLE_SHARE if visible is None else visible
@@ -198,7 +227,7 @@ def visible_pair_accuracy(models: Any, images: torch.Tensor, labels: torch.Tenso
 def mismatch_reports(images: torch.Tensor, labels: torch.Tensor, object_masks: torch.Tensor,
                      policies: Sequence[str], *, models: Mapping[str, torch.nn.Module] | None = None,
                      seed: int = EVAL_SEED, alpha: float = EVAL_ALPHA, share_threshold: float = MISMATCH_SHARE,
-                     visible_threshold: float = MISMATCH_VISIBLE) -> dict[str, dict[str, Any]]:
+                     visible_threshold: float = MISMATCH_VISIBLE, logits_fn: Any = None) -> dict[str, dict[str, Any]]:
     """``{policy: mixviz.metrics.label_mismatch(...)}`` on the fixed mixed set.
 
     A mixed label is mismatched when it gives a class a share
@@ -214,10 +243,12 @@ def mismatch_reports(images: torch.Tensor, labels: torch.Tensor, object_masks: t
         raise ValueError("policies must be a non-empty sequence of policy names")
     check_images(images, labels)
     check_tensor("object_masks", object_masks, ndim=4)
+    from mixviz.models import with_logits_fn
+
     models = models or {}
     out = {}
     for policy in policies:
-        model = models.get(policy)
+        model = with_logits_fn(models.get(policy), logits_fn) if models.get(policy) is not None else None
         device = model_device(model) if model is not None else images.device
         mixed = fixed_mixed_batch(policy, images.to(device), labels.to(device), seed=seed, alpha=alpha, model=model)
         out[policy] = metrics.label_mismatch(mixed, object_masks.to(device), share_threshold=share_threshold,
@@ -225,24 +256,25 @@ def mismatch_reports(images: torch.Tensor, labels: torch.Tensor, object_masks: t
     return out
 
 
-def boundary_grids(models: Any, X: torch.Tensor, resolution: int = 150) -> dict[str, dict[str, Any]]:
+def boundary_grids(models: Any, X: torch.Tensor, resolution: int = 150, *,
+                   logits_fn: Any = None) -> dict[str, dict[str, Any]]:
     """``{name: probability grid}`` of each 2-D classifier over the plane
     around ``X`` (:func:`mixviz.viz.probability_grid`; a forward pass, no
     training)."""
     from mixviz.viz import probability_grid
 
-    entries = named_models(models, allow_list=False)
+    entries = named_models(models, allow_list=False, logits_fn=logits_fn)
     return {m.name: probability_grid(m.module, X, resolution=resolution) for m in entries}
 
 
-def boundary_notes(models: Any, X: torch.Tensor, y: torch.Tensor) -> dict[str, str]:
+def boundary_notes(models: Any, X: torch.Tensor, y: torch.Tensor, *, logits_fn: Any = None) -> dict[str, str]:
     """The subtitle of each decision-boundary panel: accuracy and ECE of the
     model on ``(X, y)`` and, for a Run trained with DM on two classes, why it
     matches mixup: the decoupled softmax over the classes other than the
     partner has one class left, so its term is ``log 1 = 0``."""
     from mixviz import metrics
 
-    entries = named_models(models, allow_list=False)
+    entries = named_models(models, allow_list=False, logits_fn=logits_fn)
     check_inputs(X, y)
     notes = {}
     for m in entries:

@@ -20,13 +20,14 @@ LAM_POLICIES = ("none", "mixup", "average", "cutmix", "fmix", "gridmix", "smooth
 
 def fixed_mixed_batch(policy: str, images: torch.Tensor, labels: torch.Tensor, *, seed: int = EVAL_SEED,
                       alpha: float = EVAL_ALPHA, model: torch.nn.Module | None = None,
-                      **options: Any) -> MixedBatch:
+                      logits_fn: Any = None, **options: Any) -> MixedBatch:
     """``images`` mixed by ``policy`` with a CPU generator seeded ``seed``.
 
     The same seed gives the same partners and, for static policies, the same
     lam and masks for every call, so every model is evaluated on the same
     mixed set.  Dynamic policies also look at ``model`` (required for them);
-    its train/eval mode is restored afterwards.  The returned tensors are
+    its train/eval mode is restored afterwards; ``logits_fn`` takes its
+    output to the logits when it is not a tensor.  The returned tensors are
     detached; the rest of the batch (``transport``, ...) is kept.
     """
     from mixviz.mixing import mix, policy_info
@@ -37,6 +38,10 @@ def fixed_mixed_batch(policy: str, images: torch.Tensor, labels: torch.Tensor, *
         raise ValueError(f"model is required for the dynamic policy {policy!r}")
     if model is not None and not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module or None, got {type(model).__name__}")
+    if model is not None and logits_fn is not None:
+        from mixviz.models import with_logits_fn
+
+        model = with_logits_fn(model, logits_fn)
     generator = torch.Generator(device=images.device).manual_seed(seed)
     was_training = model.training if model is not None else False
     try:

@@ -46,6 +46,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from mixviz._extras import require
 from mixviz._validation import check_choice, check_positive
 from mixviz.data.base import SPLITS, InMemoryDataset, channel_stats, check_seed, split_seed
 
@@ -86,6 +87,7 @@ class ClutterParts:
 @lru_cache(maxsize=1)
 def _photos() -> torch.Tensor:
     """The scikit-learn sample photos as float32 [2, 3, 214, 320] in [0, 1]."""
+    require("sklearn", "the offline data sets")
     from sklearn.datasets import load_sample_images
 
     photos = torch.stack([torch.tensor(im) for im in load_sample_images().images])  # [2, H, W, 3]

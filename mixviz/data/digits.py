@@ -14,6 +14,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from mixviz._extras import require
 from mixviz._validation import check_choice, check_positive
 from mixviz.data.base import SPLITS, InMemoryDataset, channel_stats
 
@@ -25,6 +26,7 @@ SPLIT_SEED = 0
 
 @lru_cache(maxsize=1)
 def _load() -> tuple[torch.Tensor, torch.Tensor]:
+    require("sklearn", "the offline data sets")
     from sklearn.datasets import load_digits
 
     bunch = load_digits()

@@ -13,6 +13,7 @@ import math
 
 import torch
 
+from mixviz._extras import require
 from mixviz._validation import check_choice, check_positive
 from mixviz.data.base import SPLITS, InMemoryDataset, check_seed, split_seed
 
@@ -30,6 +31,7 @@ def _check_args(n: int, noise: float, seed: int) -> None:
 def raw_moons(n: int, noise: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` points of scikit-learn's ``make_moons`` (two interleaved half
     circles, Gaussian noise of std ``noise``), unstandardised, shuffled."""
+    require("sklearn", "the offline data sets")
     from sklearn.datasets import make_moons
 
     x, y = make_moons(n_samples=n, noise=noise, shuffle=True, random_state=seed)

@@ -225,8 +225,8 @@ def register_command(sub: Any) -> None:
     p.add_argument("--quick", action="store_true",
                    help="small sizes and no torch.compile: about a minute on a laptop CPU")
     p.add_argument("--out", default=None, metavar="FILE",
-                   help="write the report as Markdown to FILE and as JSON beside it (FILE with .json), e.g. "
-                        "benchmarks/results/doctor.md, which scripts/update_readme.py puts in the README")
+                   help="write the report as Markdown to FILE and as JSON beside it (FILE with .json), "
+                        "e.g. doctor.md")
     p.add_argument("--sections", default=None, metavar="LIST",
                    help=f"comma-separated sections to run, of {','.join(SECTIONS)}. Default: all")
     p.add_argument("--policies", default=None, metavar="LIST",

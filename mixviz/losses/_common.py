@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from mixviz._validation import (
+    as_labels,
     check_choice,
     check_finite,
     check_labels,
@@ -85,9 +86,18 @@ def _labels_of(target: Any, name: str = "target") -> torch.Tensor:
     if isinstance(target, MixedBatch):
         return target.y_a
     if isinstance(target, torch.Tensor) and target.dim() == 1:
-        return target
+        return as_labels(name, target)  # any integer dtype (uint8 too) as int64
     raise TypeError(f"{name} must be a MixedBatch or a [B] label tensor, got "
                     f"{type(target).__name__ if not isinstance(target, torch.Tensor) else tuple(target.shape)}")
+
+
+def _check_forwarded(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Forward pre-hook of every loss: a batch mixed inside the network
+    (Manifold Mixup) must have gone through :func:`mixviz.mixing.forward`
+    (:meth:`MixedBatch.check_forwarded`), else the logits are of unmixed inputs."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, MixedBatch):
+            value.check_forwarded()
 
 
 class _Loss(nn.Module):
@@ -101,6 +111,7 @@ class _Loss(nn.Module):
             check_positive("num_classes", num_classes, integer=True)
         self.num_classes = num_classes
         self.reduction = reduction
+        self.register_forward_pre_hook(_check_forwarded, with_kwargs=True)
 
     def _logits(self, logits: Any) -> torch.Tensor:
         return _check_logits(logits, self.num_classes)

@@ -8,7 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
+from mixviz._extras import require
+
+require("pandas")  # the 'analysis' extra: an ImportError here names the pip install line
+import pandas as pd  # noqa: E402
 import torch
 import torch.nn.functional as F
 
@@ -109,6 +112,7 @@ def brier_score(probs: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def _calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: int, norm: str) -> float:
+    require("torchmetrics", "the expected calibration error")
     from torchmetrics.functional.classification import multiclass_calibration_error
 
     _check_probs(probs, labels)

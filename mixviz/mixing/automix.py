@@ -115,7 +115,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixviz._validation import check_choice, check_positive
+from mixviz._validation import as_labels, autocast_like, check_choice, check_positive
 from mixviz.mixing.batch import MixedBatch
 from mixviz.mixing.static import _check_batch, _draw_pairs, _expand, _masked_batch, _take
 
@@ -289,7 +289,7 @@ class AutoMixPolicy(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Layer ``layer`` of the EMA network on ``x`` (no gradient), [B, C, h, w]."""
-        with torch.no_grad():
+        with torch.no_grad(), autocast_like(x):
             feat = self.ema.hidden(x, self.layer)
         if feat.dim() != 4:
             raise ValueError(f"AutoMix needs a convolutional model: its layer {self.layer} must be a feature map "
@@ -309,7 +309,10 @@ class AutoMixPolicy(nn.Module):
         b = x.shape[0]
         lam_b = _expand(lam_mb, b)
         mixed = torch.lerp(_take(x, index_mb), x, mask_mb.to(x.dtype))
-        logp = F.log_softmax(self.ema(mixed).float(), dim=1)
+        with autocast_like(x):
+            logits = self.ema(mixed)
+        y = as_labels("y", y, num_classes=logits.shape[-1])  # the model's output width is the class count
+        logp = F.log_softmax(logits.float(), dim=1)
         nll_a = -logp.gather(1, y[:, None])[:, 0]
         nll_b = -logp.gather(1, y[index_mb][:, None])[:, 0]
         generation = (lam_b * nll_a + (1.0 - lam_b) * nll_b).mean()
@@ -318,7 +321,9 @@ class AutoMixPolicy(nn.Module):
         else:
             gap = (mask_mb.mean((1, 2, 3)) - lam_b).abs()
         mask_term = self.mask_loss * F.relu(gap - self.mask_margin).mean()
-        clean = F.cross_entropy(self.classifier(x).float(), y)
+        with autocast_like(x):
+            clean_logits = self.classifier(x)
+        clean = F.cross_entropy(clean_logits.float(), y)
         return generation + mask_term + clean
 
 

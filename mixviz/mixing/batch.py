@@ -4,7 +4,7 @@ metrics consume."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,8 @@ class MixedBatch:
 
     Attributes:
         inputs: the mixed inputs, same shape as the original batch.
-        y_a: LongTensor [B], the original labels.
+        y_a: LongTensor [B], the original labels (labels of another integer
+            dtype are stored as int64).
         y_b: LongTensor [B], the partner labels.
         index: LongTensor [B], the partner of each sample.
         lam: float tensor [B], the share of sample a (never a Python float).
@@ -52,6 +53,12 @@ class MixedBatch:
             ``layers``; see :class:`mixviz.models.HiddenMix`).  Run the model
             with :func:`mixviz.mixing.forward`, which handles both cases.
         layers: the layers ``layer`` was drawn from (empty when ``layer`` is None).
+        forwarded: set by :func:`mixviz.mixing.forward` once it has run a
+            model that mixes inside the network on this batch.  Every mixviz
+            loss refuses a batch with ``layer`` set and ``forwarded`` False:
+            its logits then came from ``model(batch.inputs)``, i.e. unmixed
+            inputs scored against mixed labels (see :meth:`check_forwarded`).
+            Not an argument; :meth:`to` and ``dataclasses.replace`` reset it.
     """
 
     inputs: torch.Tensor
@@ -65,6 +72,7 @@ class MixedBatch:
     transport: torch.Tensor | None = None
     layer: torch.Tensor | None = None
     layers: tuple[int, ...] = ()
+    forwarded: bool = field(default=False, init=False, compare=False)
 
     def __post_init__(self) -> None:
         b = self.inputs.shape[0]
@@ -74,6 +82,12 @@ class MixedBatch:
                 raise TypeError(f"MixedBatch.{name} must be a torch.Tensor, got {type(value).__name__}")
             if value.shape != (b,):
                 raise ValueError(f"MixedBatch.{name} must have shape [{b}], got {tuple(value.shape)}")
+        for name in ("y_a", "y_b", "index"):  # int64 class ids whatever integer dtype came in
+            value = getattr(self, name)
+            if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+                raise TypeError(f"MixedBatch.{name} must be an integer tensor, got {value.dtype}")
+            if value.dtype != torch.int64:
+                setattr(self, name, value.long())
         if not self.lam.is_floating_point():
             raise TypeError(f"MixedBatch.lam must be a float tensor, got {self.lam.dtype}")
         if self.mask is not None:
@@ -107,6 +121,37 @@ class MixedBatch:
         index = torch.arange(x.shape[0], device=x.device)
         lam = torch.ones(x.shape[0], device=x.device, dtype=torch.float32)
         return cls(inputs=x, y_a=y, y_b=y, index=index, lam=lam, policy="none")
+
+    def check_forwarded(self) -> None:
+        """``ValueError`` when the batch is mixed inside the network
+        (Manifold Mixup, ``layer`` set) but no model has mixed it yet through
+        :func:`mixviz.mixing.forward`: logits from ``model(batch.inputs)``
+        belong to the *unmixed* inputs, and a loss on them would train on
+        unmixed images with mixed labels.  Losses call this."""
+        if self.layer is not None and not self.forwarded:
+            raise ValueError(
+                f"this MixedBatch (policy {self.policy!r}) is mixed inside the network: its inputs are the "
+                "unmixed batch, so logits from model(batch.inputs) would score unmixed inputs against mixed "
+                "labels. Compute the logits with mixviz.mixing.forward(model, batch), which needs a model with "
+                "hidden-layer access (mixviz.models: mlp, smallcnn, preact_resnet18); with any other model "
+                "(e.g. a torchvision ResNet) use a pixel-space policy such as 'mixup' or 'cutmix'")
+
+    def __repr__(self) -> str:
+        """One line: shapes, dtypes and the lam range, not the tensors' values."""
+        def shape(t: torch.Tensor | None) -> str:
+            return "None" if t is None else f"{list(t.shape)} {str(t.dtype).replace('torch.', '')}"
+
+        lam = self.lam.detach()
+        lam_text = f"[{float(lam.min()):.3g}, {float(lam.max()):.3g}]" if lam.numel() else "[]"
+        parts = [f"policy={self.policy!r}", f"inputs={shape(self.inputs)}", f"device={self.inputs.device}",
+                 f"lam in {lam_text}", f"mask={shape(self.mask)}"]
+        if self.aux_loss is not None:
+            parts.append(f"aux_loss={float(self.aux_loss.detach()):.4g}")
+        if self.transport is not None:
+            parts.append(f"transport={shape(self.transport)}")
+        if self.layer is not None:
+            parts.append(f"layer={int(self.layer)} of {self.layers}, forwarded={self.forwarded}")
+        return f"MixedBatch({', '.join(parts)})"
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -144,6 +189,8 @@ class MixedBatch:
         """A copy with every tensor moved to ``device``."""
         moved = {}
         for f in fields(self):
+            if not f.init:
+                continue
             value = getattr(self, f.name)
             if isinstance(value, torch.Tensor):
                 value = value.to(device, non_blocking=non_blocking)

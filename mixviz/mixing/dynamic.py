@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixviz._validation import check_choice, check_positive
+from mixviz._validation import as_labels, autocast_like, check_choice, check_positive
 from mixviz.mixing.batch import MixedBatch
 from mixviz.mixing.static import _box_between, _check_batch, _draw_pairs, _expand, _masked_batch
 
@@ -38,12 +38,14 @@ __all__ = [
 ]
 
 
-def _check_model(model: object, policy: str) -> None:
+def _check_model(model: object, policy: str) -> nn.Module:
+    """``model`` itself (typed), or ValueError / TypeError naming it."""
     if model is None:
         raise ValueError(f"model is required for the dynamic policy {policy!r} "
                          "(pass model=<the network being trained>)")
     if not callable(model):
         raise TypeError(f"model must be a callable torch.nn.Module, got {type(model).__name__}")
+    return model  # type: ignore[return-value]  # any callable returning logits works like a Module here
 
 
 @contextmanager
@@ -80,10 +82,14 @@ def _input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: st
     """``(dL/dx, L)`` with ``L = sum_i CE(model(x)_i, y_i)``, the model in
     ``mode`` for this pass.  Only the input gradient is taken; with
     ``keep_graph`` the graph of ``L`` is kept so that ``L`` can still be
-    back-propagated into the parameters (PuzzleMix's clean loss)."""
-    with torch.enable_grad(), _mode(model, mode):
+    back-propagated into the parameters (PuzzleMix's clean loss).  Float16 /
+    bfloat16 inputs run under autocast in their dtype; labels of any integer
+    dtype are used as int64 and must lie below the model's output width."""
+    with torch.enable_grad(), _mode(model, mode), autocast_like(x):  # fp16 / bf16 inputs: run in their dtype
         inputs = x.detach().requires_grad_(True)
-        loss = F.cross_entropy(model(inputs), y, reduction="sum")
+        logits = model(inputs)
+        y = as_labels("y", y, num_classes=logits.shape[-1])  # the model's output width is the class count
+        loss = F.cross_entropy(logits.float(), y, reduction="sum")
         (grad,) = torch.autograd.grad(loss, inputs, retain_graph=keep_graph)
     return grad, loss
 
@@ -164,8 +170,7 @@ def _saliency(kind: str, model: object, x: torch.Tensor, y: torch.Tensor, mode: 
     check_choice("saliency_mode", mode, ("eval", "train"))
     if kind == "spectral":
         return spectral_residual_saliency(x)
-    _check_model(model, policy)
-    return input_gradient_saliency(model, x, y, mode=mode)
+    return input_gradient_saliency(_check_model(model, policy), x, y, mode=mode)
 
 
 def saliencymix(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generator: torch.Generator | None = None,

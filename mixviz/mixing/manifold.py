@@ -112,4 +112,6 @@ def forward(model: nn.Module, mixed: MixedBatch) -> torch.Tensor:
     if max(mixed.layers) > net.num_stages:
         raise ValueError(f"layers must be <= {net.num_stages} for a {type(net).__name__} (it has "
                          f"{net.num_stages} stages), got {mixed.layers!r}")
-    return model(mixed.inputs, mix_hidden=HiddenMix(mixed.layer, mixed.layers, mixed.index, mixed.lam))
+    logits = model(mixed.inputs, mix_hidden=HiddenMix(mixed.layer, mixed.layers, mixed.index, mixed.lam))
+    mixed.forwarded = True  # the losses' check (MixedBatch.check_forwarded): this batch was mixed in the network
+    return logits

@@ -164,7 +164,9 @@ def graph_cut_labels(unary: np.ndarray, weight_down: np.ndarray, weight_right: n
         raise ValueError("unary, weight_down and weight_right must be finite")
     if np.any(down < 0) or np.any(right < 0):
         raise ValueError("weight_down and weight_right must be >= 0 (a convex, graph-representable energy)")
-    import maxflow  # PyMaxflow; imported here so the static policies do not need it
+    from mixviz._extras import require
+
+    maxflow = require("maxflow", "the puzzlemix graph cut")  # PyMaxflow: not needed by the other policies
 
     c_down = down / (k - 1) ** 2
     c_right = right / (k - 1) ** 2
@@ -381,11 +383,11 @@ def _transport_grid(n: int, height: int, width: int, t_size: int | None) -> int:
 
 
 def _puzzlemix(x: torch.Tensor, y: torch.Tensor, alpha: float, generator: torch.Generator | None, per_sample: bool,
-               model: nn.Module, correct_lam: bool, block_num: int | None, beta: float, gamma: float, eta: float,
+               model: nn.Module | None, correct_lam: bool, block_num: int | None, beta: float, gamma: float, eta: float,
                neigh_size: int, n_labels: int, transport: bool, t_eps: float, t_size: int | None, adv_p: float,
                adv_eps: float, clean_lam: float, saliency_mode: str | None, policy: str) -> MixedBatch:
     _check_batch(x, y, alpha=alpha, generator=generator, per_sample=per_sample, images=True, policy=policy)
-    _check_model(model, policy)
+    model = _check_model(model, policy)
     _check_options(beta=beta, gamma=gamma, eta=eta, neigh_size=neigh_size, n_labels=n_labels,
                    transport=transport, t_eps=t_eps, t_size=t_size, adv_p=adv_p, adv_eps=adv_eps,
                    clean_lam=clean_lam, saliency_mode=saliency_mode)

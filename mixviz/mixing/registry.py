@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from mixviz._validation import check_choice, check_labels, check_positive
+from mixviz._validation import as_images, as_labels, check_choice, check_labels, check_positive
 from mixviz.mixing import dynamic, static
 from mixviz.mixing.automix import AutoMixPolicy, automix
 from mixviz.mixing.batch import MixedBatch
@@ -199,7 +199,7 @@ def build_state(policy: str, model: torch.nn.Module, **options: Any) -> torch.nn
 
 def mix(policy: str, x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0,
         generator: torch.Generator | None = None, model: torch.nn.Module | None = None,
-        per_sample: bool = True, **options: Any) -> MixedBatch:
+        per_sample: bool = True, num_classes: int | None = None, **options: Any) -> MixedBatch:
     """Mix a batch with the named policy and return a :class:`MixedBatch`.
 
     Args:
@@ -209,16 +209,31 @@ def mix(policy: str, x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0,
             ``"puzzlemix"``, ``"puzzlemix_lite"``, ``"automix"``).  ``manifold``
             mixes inside the network: run the model on its batch with
             :func:`mixviz.mixing.forward`.
-        x: float inputs [B, ...]; image policies need [B, C, H, W].
-        y: integer labels [B] on x's device.
+        x: inputs [B, ...]; image policies need [B, C, H, W].  Float
+            inputs (float16, bfloat16, float32, float64; channels-last too)
+            are mixed in their dtype.  uint8 images are accepted, as by
+            torchvision's CutMix, and mixed and returned as float32 scaled
+            to [0, 1] (divided by 255, like ``v2.ToDtype(torch.float32,
+            scale=True)``; torchvision's CutMix keeps uint8 instead).  The
+            dynamic policies' saliency pass runs the model on the float
+            images, under autocast for float16 / bfloat16.
+        y: labels [B] of any integer dtype on x's device; the batch stores
+            them as int64.
         alpha: ``lam ~ Beta(alpha, alpha)`` (> 0).
         generator: a ``torch.Generator`` on x's device; the same seed gives
             the same batch.
         model: the network being trained; needed by the dynamic policies
             that look at it (``POLICIES[policy].needs_model``, and
-            saliencymix with ``saliency="gradient"``), ignored by the others.  For a policy with a learned state
+            saliencymix with ``saliency="gradient"``), ignored by the others.
+            (``manifold`` batches must be run through
+            :func:`mixviz.mixing.forward`, which raises for a model without
+            hidden-layer access; every loss refuses a ``manifold`` batch that
+            was not.)  For a policy with a learned state
             (``automix``) it is that state (:func:`build_state`).
         per_sample: one lam (and mask) per sample, or one for the batch.
+        num_classes: when given, ``y`` must lie in ``[0, num_classes)``
+            (ValueError otherwise).  The dynamic policies check ``y``
+            against the model's output width in any case.
         **options: the policy's own options (``POLICIES[policy].options``),
             e.g. ``correct_lam`` (every policy), ``decay_power`` (fmix),
             ``scope``/``use_alpha``/``placement`` (resizemix),
@@ -231,6 +246,10 @@ def mix(policy: str, x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0,
     """
     info = policy_info(policy)
     _check_options(info, options)
+    if num_classes is not None:
+        check_positive("num_classes", num_classes, integer=True)
+    x = as_images("x", x)
+    y = as_labels("y", y, num_classes=num_classes)
     if info.kind == "dynamic":
         options = {**options, "model": model}
     return info.fn(x, y, alpha=alpha, generator=generator, per_sample=per_sample, **options)
@@ -243,6 +262,15 @@ class Mix:
 
     The last :class:`MixedBatch` is kept in ``last_batch`` for users who want
     lam, the mask or the partner index.  Dynamic policies need ``model=``.
+    ``num_classes`` is required (keyword-only, as in torchvision) and the
+    labels must lie in ``[0, num_classes)``.
+
+    A policy that returns an ``aux_loss`` (PuzzleMix with ``clean_lam > 0``,
+    AutoMix in train mode) has a loss term that an ``(images, targets)`` pair
+    would drop: such a call raises ``ValueError`` unless the mixer was built
+    with ``return_aux=True``; then every call returns ``(images, targets,
+    aux_loss)`` (a zero scalar when the batch has none) and the training step
+    adds ``aux_loss`` to its loss.
 
     >>> mixer = Mix("cutmix", alpha=1.0, num_classes=10)
     >>> images, targets = mixer(torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]))
@@ -250,14 +278,14 @@ class Mix:
     torch.Size([4, 10])
     """
 
-    def __init__(self, policy: str, alpha: float = 1.0, num_classes: int | None = None, *,
+    def __init__(self, policy: str, alpha: float = 1.0, *, num_classes: int,
                  generator: torch.Generator | None = None, model: torch.nn.Module | None = None,
-                 per_sample: bool = True, **options: Any) -> None:
+                 per_sample: bool = True, return_aux: bool = False, **options: Any) -> None:
         info = policy_info(policy)
         check_positive("alpha", alpha)
-        if num_classes is None:
-            raise ValueError("num_classes is required (the width of the soft targets)")
-        check_positive("num_classes", num_classes, integer=True)
+        check_positive("num_classes", num_classes, integer=True)  # the width of the soft targets
+        if not isinstance(return_aux, bool):
+            raise TypeError(f"return_aux must be a bool, got {type(return_aux).__name__}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         if not isinstance(per_sample, bool):
@@ -274,24 +302,34 @@ class Mix:
         self.generator = generator
         self.model = model
         self.per_sample = per_sample
+        self.return_aux = return_aux
         self.options = dict(options)
         self.last_batch: MixedBatch | None = None
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
         check_labels("labels", labels, num_classes=self.num_classes)
         self.last_batch = None  # let the previous batch's tensors go before new ones are allocated
         batch = mix(self.policy, images, labels, alpha=self.alpha, generator=self.generator, model=self.model,
                     per_sample=self.per_sample, **self.options)
         self.last_batch = batch
+        if batch.aux_loss is not None and not self.return_aux:
+            raise ValueError(f"policy {self.policy!r} returned an aux_loss (a loss term of the policy itself) that "
+                             "(images, targets) would drop: build Mix(..., return_aux=True) to get (images, "
+                             "targets, aux_loss) and add aux_loss to the training loss"
+                             + (", or pass clean_lam=0" if self.policy.startswith("puzzlemix") else ""))
         inputs = batch.inputs
         if type(images) is not torch.Tensor and isinstance(images, torch.Tensor):
             from torchvision import tv_tensors  # keep tv_tensors.Image an Image, as torchvision does
 
             if isinstance(images, tv_tensors.TVTensor):
                 inputs = tv_tensors.wrap(inputs, like=images)
-        return inputs, batch.soft_targets(self.num_classes)
+        targets = batch.soft_targets(self.num_classes)
+        if self.return_aux:
+            aux = batch.aux_loss if batch.aux_loss is not None else torch.zeros((), device=targets.device)
+            return inputs, targets, aux
+        return inputs, targets
 
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v!r}" for k, v in self.options.items())
         return (f"Mix(policy={self.policy!r}, alpha={self.alpha}, num_classes={self.num_classes}, "
-                f"per_sample={self.per_sample}{extra})")
+                f"per_sample={self.per_sample}{', return_aux=True' if self.return_aux else ''}{extra})")

@@ -91,6 +91,9 @@ def _check_batch(x: torch.Tensor, y: torch.Tensor, *, alpha: float, generator: t
     policies), ``y`` integer [B] on the same device, ``alpha > 0``, a generator
     on x's device, no NaN/inf in ``x`` (a value check)."""
     check_positive("alpha", alpha)
+    if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:
+        raise TypeError("x must be a floating-point tensor, got torch.uint8: mixing.mix(...) and mixing.Mix(...) "
+                        "convert uint8 images (to float32 in [0, 1]), or call x.float() / 255 first")
     check_tensor("x", x, floating=True)
     if images and x.dim() != 4:
         raise ValueError(f"x must be a 4-D image batch [B, C, H, W] for policy {policy!r}, "

@@ -40,6 +40,11 @@ Each function draws inside :func:`mixviz.viz.style.theme` (seaborn
 
 from __future__ import annotations
 
+from mixviz._extras import require
+
+for _module in ("matplotlib", "seaborn", "pandas"):  # the 'analysis' extra; the error names the pip line
+    require(_module, "mixviz.viz")
+
 from mixviz.viz._common import DPI, PNG_COLORS, inline_png, png_bytes, save
 from mixviz.viz.boundary import decision_boundaries, probability_grid
 from mixviz.viz.calibration import display_bins, reliability_diagrams
