@@ -92,13 +92,15 @@ def test_a_label_outside_the_classes_is_a_value_error_in_every_policy(net, polic
 
 @pytest.mark.parametrize("policy", ["saliencymix", "puzzlemix", "puzzlemix_lite", "automix"])
 def test_dynamic_policies_check_labels_against_the_models_width(net, policy):
-    """No num_classes given: the model's output width is the class count."""
+    """No num_classes given: the model's output width is the class count (SaliencyMix looks at the model
+    only with the gradient saliency; its model-free default has no width to check against)."""
     x, y = torch.rand(4, 3, SIZE, SIZE), torch.tensor([0, 1, 2, CLASSES])
     mixer = _model(policy, net)
     if policy == "automix":
         mixer.train()
+    extra = {"saliency": "gradient"} if policy == "saliencymix" else {}
     with pytest.raises(ValueError, match=r"y must lie in \[0, 5\)"):
-        mixing.mix(policy, x, y, model=mixer, **_options(policy))
+        mixing.mix(policy, x, y, model=mixer, **_options(policy), **extra)
 
 
 def test_uint8_cutmix_and_int32_puzzlemix(net):
