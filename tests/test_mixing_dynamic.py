@@ -163,10 +163,11 @@ def test_saliencymix_box_is_centred_on_partner_peak():
                 assert abs(float(centre[axis]) - p) <= 0.5
 
 
-def test_saliencymix_spectral_needs_no_model():
+def test_saliencymix_model_free_saliency_needs_no_model():
     x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    out = mix("saliencymix", x, torch.arange(4), saliency="spectral", generator=torch.Generator().manual_seed(0))
-    assert torch.equal(out.lam, out.mask.mean((1, 2, 3)))
+    for saliency in ("fine_grained", "spectral"):
+        out = mix("saliencymix", x, torch.arange(4), saliency=saliency, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(out.lam, out.mask.mean((1, 2, 3)))
     with pytest.raises(ValueError, match="saliency"):
         mix("saliencymix", x, torch.arange(4), saliency="opencv", model=small_cnn())
 
@@ -186,7 +187,7 @@ def test_spectral_residual_finds_the_odd_patch():
 
 
 def test_spectral_residual_matches_opencv_on_photos():
-    """OpenCV's StaticSaliencySpectralResidual (the maps the default SaliencyMix saliency reproduces) on
+    """OpenCV's StaticSaliencySpectralResidual (the maps saliency="spectral" reproduces) on
     scikit-learn's two sample photos (427 x 640): after scaling each map to [0, 1], correlation >= 0.999,
     largest pixel difference <= 0.03 (measured: 0.99996 / 0.0100 and 0.99998 / 0.0091; the gap is OpenCV's
     uint8 gray image and fixed-point resize), and the same most salient pixel."""
@@ -218,23 +219,29 @@ def test_spectral_residual_matches_opencv_on_photos():
     assert np.median(corr) >= 0.97
 
 
-def test_saliencymix_default_is_the_authors_box_on_the_spectral_peak():
-    """No model: the box of sides int(sqrt(1 - lam) * size), edges side // 2 from the partner's most
-    spectral-salient pixel, cut at the border."""
+@pytest.mark.parametrize("saliency", ["fine_grained", "spectral"])
+def test_saliencymix_box_is_the_authors_box_on_the_8bit_peak(saliency):
+    """No model: the box of sides int(sqrt(1 - lam) * size), edges side // 2 from the partner's peak, cut at
+    the border; the peak is the authors' np.argmax((map * 255).astype("uint8")), the first maximum in
+    row-major order of the map stored in 8 bits.  fine_grained is the default."""
     b, h, w = 16, 20, 24
     x = torch.rand(b, 3, h, w, generator=torch.Generator().manual_seed(0))
-    out = mix("saliencymix", x, torch.arange(b), generator=torch.Generator().manual_seed(2), correct_lam=False)
-    sal = spectral_residual_saliency(x)
+    options = {} if saliency == "fine_grained" else {"saliency": saliency}
+    out = mix("saliencymix", x, torch.arange(b), generator=torch.Generator().manual_seed(2), correct_lam=False,
+              **options)
+    maps = (fine_grained_saliency(x) if saliency == "fine_grained" else spectral_residual_saliency(x)).numpy()
+    peaks = [divmod(int(np.argmax((m * 255).astype("uint8"))), w) for m in maps]
     for i in range(b):
-        py, px = divmod(int(sal[out.index[i]].argmax()), w)
+        py, px = peaks[out.index[i]]
         s = math.sqrt(1 - float(out.lam[i]))
         half_h, half_w = int(s * h) // 2, int(s * w) // 2
         want = torch.ones(h, w)
         want[max(py - half_h, 0):py + half_h, max(px - half_w, 0):px + half_w] = 0
         assert torch.equal(out.mask[i, 0], want), i
-    shared = mix("saliencymix", x, torch.arange(b), generator=torch.Generator().manual_seed(2), per_sample=False)
+    shared = mix("saliencymix", x, torch.arange(b), generator=torch.Generator().manual_seed(2), per_sample=False,
+                 **options)
     assert bool((shared.mask == shared.mask[:1]).all()) and bool((shared.lam == shared.lam[0]).all())
-    py, px = divmod(int(sal[shared.index[0]].argmax()), w)  # the authors' box: sample 0's partner's peak
+    py, px = peaks[shared.index[0]]  # the authors' box: sample 0's partner's peak
     assert shared.mask[0, 0, py, px] == 0 or bool((shared.mask == 1).all())
 
 

@@ -2,7 +2,8 @@
 
 ``saliencymix`` places a CutMix box on the partner's saliency peak.  This
 module also holds the saliency maps the dynamic policies share: the
-model-free spectral residual (SaliencyMix's default) and the input gradient.
+model-free ones, OpenCV's fine-grained static saliency (SaliencyMix's
+default, the authors' map) and the spectral residual, and the input gradient.
 PuzzleMix (graph-cut masks and transport) lives in
 :mod:`mixviz.mixing.puzzlemix`.  The input-gradient saliency (PuzzleMix's,
 and SaliencyMix's with ``saliency="gradient"``) needs ``model`` (a module in
@@ -261,9 +262,15 @@ def fine_grained_saliency(x: torch.Tensor) -> torch.Tensor:
     return torch.remainder(total, 256) * torch.tensor(1 / 255, dtype=torch.float32, device=x.device)
 
 
+#: SaliencyMix's saliency maps; the model-free ones are in [0, 1] and peak on the authors' 8-bit rule.
+_SALIENCY_KINDS = ("fine_grained", "spectral", "gradient")
+
+
 def _saliency(kind: str, model: object, x: torch.Tensor, y: torch.Tensor, mode: str, policy: str) -> torch.Tensor:
-    check_choice("saliency", kind, ("gradient", "spectral"))
+    check_choice("saliency", kind, _SALIENCY_KINDS)
     check_choice("saliency_mode", mode, ("eval", "train"))
+    if kind == "fine_grained":
+        return fine_grained_saliency(x)
     if kind == "spectral":
         return spectral_residual_saliency(x)
     _check_model(model, policy)
@@ -272,7 +279,7 @@ def _saliency(kind: str, model: object, x: torch.Tensor, y: torch.Tensor, mode: 
 
 def saliencymix(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generator: torch.Generator | None = None,
                 per_sample: bool = True, model: nn.Module | None = None, correct_lam: bool = True,
-                saliency: str = "spectral", saliency_mode: str = "eval") -> MixedBatch:
+                saliency: str = "fine_grained", saliency_mode: str = "eval") -> MixedBatch:
     """SaliencyMix (Uddin et al. 2021): a box cut from the partner around its
     most salient pixel and pasted at the same place in sample a, as the
     authors' code (and OpenMixup's ``saliencymix``) does.
@@ -280,22 +287,27 @@ def saliencymix(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generat
     With ``lam ~ Beta(alpha, alpha)`` the box has sides ``c_h = floor(s H)``,
     ``c_w = floor(s W)``, ``s = sqrt(1 - lam)``; its rows are
     ``[py - c_h // 2, py + c_h // 2)`` (columns likewise) around the
-    partner's saliency peak ``(py, px)`` (the argmax pixel, first in row-major
-    order on ties), clipped at the border; lam is corrected to the share of a.
+    partner's saliency peak ``(py, px)``, clipped at the border; lam is
+    corrected to the share of a.
 
-    Saliency: ``"spectral"`` (default, model-free) is
-    :func:`spectral_residual_saliency`, OpenCV's spectral-residual map; the
-    authors call OpenCV's *fine-grained* static saliency (Montabone & Soto
-    2010), which mixviz does not reimplement, and the spectral residual is
-    its closest model-free stand-in here.  ``"gradient"`` is the model's
-    input-gradient map of :func:`input_gradient_saliency` (needs ``model``),
-    smoothed by a 3x3 box filter before taking the peak.
+    Saliency: ``"fine_grained"`` (default, model-free) is
+    :func:`fine_grained_saliency`, OpenCV's fine-grained static saliency the
+    authors call, bit for bit; ``"spectral"`` (model-free) is
+    :func:`spectral_residual_saliency`, OpenCV's spectral residual.  On both
+    the peak is found as the authors find it: the argmax of the map stored
+    in 8 bits, ``uint8(255 s)`` (truncated), the first maximum in row-major
+    order, so the box sits where theirs does (the fine-grained map is already
+    in steps of 1/255; the 8-bit store makes near-ties of the spectral map
+    exact ones).  ``"gradient"`` is the model's input-gradient map of
+    :func:`input_gradient_saliency` (needs ``model``), smoothed by a 3x3 box
+    filter; its peak is the argmax of the float map (first in row-major order
+    on ties).
     With ``per_sample=False`` the batch shares one lam and one box, placed on
     the saliency peak of sample 0's partner, as the authors' batch-level code
     does; with ``per_sample=True`` (default) each pair has its own.
     """
     _check_batch(x, y, alpha=alpha, generator=generator, per_sample=per_sample, images=True, policy="saliencymix")
-    check_choice("saliency", saliency, ("gradient", "spectral"))
+    check_choice("saliency", saliency, _SALIENCY_KINDS)
     if saliency == "gradient":
         _check_model(model, "saliencymix")
     index, lam = _draw_pairs(x, alpha, generator, per_sample)
@@ -304,6 +316,8 @@ def saliencymix(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 1.0, generat
     sal = _saliency(saliency, model, x, y, saliency_mode, "saliencymix")[partners]
     if saliency == "gradient":
         sal = F.avg_pool2d(sal.unsqueeze(1), 3, stride=1, padding=1, count_include_pad=False).squeeze(1)
+    else:
+        sal = torch.floor(sal * 255)  # the authors' (map * 255).astype("uint8") of a map in [0, 1]
     peak = sal.reshape(sal.shape[0], height * width).argmax(1)
     py, px = peak // width, peak % width
     s = torch.sqrt((1.0 - lam).clamp(0.0, 1.0))
