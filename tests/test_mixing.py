@@ -57,6 +57,7 @@ def test_available_lists_static_and_dynamic_policies():
     assert {n for n in POLICIES if POLICIES[n].state is not None} == {"automix"}
     assert {n for n in POLICIES if POLICIES[n].hidden} == {"manifold"}
     assert POLICIES["fmix"].options == {"correct_lam": True, "decay_power": 3.0}
+    assert POLICIES["saliencymix"].options["saliency"] == "fine_grained"  # the authors' OpenCV map
     row = POLICIES["cutmix"].as_dict()
     assert row["kind"] == "static" and row["has_mask"] and "fn" not in row
 
@@ -255,7 +256,7 @@ def test_mix_callable_checks():
     model = tiny_cnn(3)
     images, targets = Mix("saliencymix", num_classes=NUM_CLASSES, model=model)(*batch(3, 3, 8, 8))
     torch.testing.assert_close(targets.sum(1), torch.ones(3))
-    images, targets = Mix("saliencymix", num_classes=NUM_CLASSES)(*batch(3, 3, 8, 8))  # spectral: no model
+    images, targets = Mix("saliencymix", num_classes=NUM_CLASSES)(*batch(3, 3, 8, 8))  # fine-grained: no model
     torch.testing.assert_close(targets.sum(1), torch.ones(3))
     with pytest.raises(ValueError, match="model"):
         Mix("saliencymix", num_classes=NUM_CLASSES, saliency="gradient")

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from mixviz.mixing import (
+    fine_grained_saliency,
     graph_cut_masks,
     input_gradient_saliency,
     mix,
@@ -162,10 +163,11 @@ def test_saliencymix_box_is_centred_on_partner_peak():
                 assert abs(float(centre[axis]) - p) <= 0.5
 
 
-def test_saliencymix_spectral_needs_no_model():
+def test_saliencymix_model_free_saliency_needs_no_model():
     x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    out = mix("saliencymix", x, torch.arange(4), saliency="spectral", generator=torch.Generator().manual_seed(0))
-    assert torch.equal(out.lam, out.mask.mean((1, 2, 3)))
+    for saliency in ("fine_grained", "spectral"):
+        out = mix("saliencymix", x, torch.arange(4), saliency=saliency, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(out.lam, out.mask.mean((1, 2, 3)))
     with pytest.raises(ValueError, match="saliency"):
         mix("saliencymix", x, torch.arange(4), saliency="opencv", model=small_cnn())
 
@@ -185,7 +187,7 @@ def test_spectral_residual_finds_the_odd_patch():
 
 
 def test_spectral_residual_matches_opencv_on_photos():
-    """OpenCV's StaticSaliencySpectralResidual (the maps the default SaliencyMix saliency reproduces) on
+    """OpenCV's StaticSaliencySpectralResidual (the maps saliency="spectral" reproduces) on
     scikit-learn's two sample photos (427 x 640): after scaling each map to [0, 1], correlation >= 0.999,
     largest pixel difference <= 0.03 (measured: 0.99996 / 0.0100 and 0.99998 / 0.0091; the gap is OpenCV's
     uint8 gray image and fixed-point resize), and the same most salient pixel."""
@@ -217,24 +219,133 @@ def test_spectral_residual_matches_opencv_on_photos():
     assert np.median(corr) >= 0.97
 
 
-def test_saliencymix_default_is_the_authors_box_on_the_spectral_peak():
-    """No model: the box of sides int(sqrt(1 - lam) * size), edges side // 2 from the partner's most
-    spectral-salient pixel, cut at the border."""
+@pytest.mark.parametrize("saliency", ["fine_grained", "spectral"])
+def test_saliencymix_box_is_the_authors_box_on_the_8bit_peak(saliency):
+    """No model: the box of sides int(sqrt(1 - lam) * size), edges side // 2 from the partner's peak, cut at
+    the border; the peak is the authors' np.argmax((map * 255).astype("uint8")), the first maximum in
+    row-major order of the map stored in 8 bits.  fine_grained is the default."""
     b, h, w = 16, 20, 24
     x = torch.rand(b, 3, h, w, generator=torch.Generator().manual_seed(0))
-    out = mix("saliencymix", x, torch.arange(b), generator=torch.Generator().manual_seed(2), correct_lam=False)
-    sal = spectral_residual_saliency(x)
+    options = {} if saliency == "fine_grained" else {"saliency": saliency}
+    out = mix("saliencymix", x, torch.arange(b), generator=torch.Generator().manual_seed(2), correct_lam=False,
+              **options)
+    maps = (fine_grained_saliency(x) if saliency == "fine_grained" else spectral_residual_saliency(x)).numpy()
+    peaks = [divmod(int(np.argmax((m * 255).astype("uint8"))), w) for m in maps]
     for i in range(b):
-        py, px = divmod(int(sal[out.index[i]].argmax()), w)
+        py, px = peaks[out.index[i]]
         s = math.sqrt(1 - float(out.lam[i]))
         half_h, half_w = int(s * h) // 2, int(s * w) // 2
         want = torch.ones(h, w)
         want[max(py - half_h, 0):py + half_h, max(px - half_w, 0):px + half_w] = 0
         assert torch.equal(out.mask[i, 0], want), i
-    shared = mix("saliencymix", x, torch.arange(b), generator=torch.Generator().manual_seed(2), per_sample=False)
+    shared = mix("saliencymix", x, torch.arange(b), generator=torch.Generator().manual_seed(2), per_sample=False,
+                 **options)
     assert bool((shared.mask == shared.mask[:1]).all()) and bool((shared.lam == shared.lam[0]).all())
-    py, px = divmod(int(sal[shared.index[0]].argmax()), w)  # the authors' box: sample 0's partner's peak
+    py, px = peaks[shared.index[0]]  # the authors' box: sample 0's partner's peak
     assert shared.mask[0, 0, py, px] == 0 or bool((shared.mask == 1).all())
+
+
+def _opencv_fine_grained():
+    cv2 = pytest.importorskip("cv2")
+    if not hasattr(cv2, "saliency"):
+        pytest.skip("OpenCV without the contrib saliency module")
+    detector = cv2.saliency.StaticSaliencyFineGrained_create()
+
+    def reference(images: np.ndarray) -> np.ndarray:  # [B, H, W, 3] RGB or [B, H, W] uint8
+        if images.ndim == 4:
+            images = [cv2.cvtColor(img, cv2.COLOR_RGB2BGR) for img in images]
+        maps = []
+        for img in images:
+            ok, sal = detector.computeSaliency(img)
+            assert ok
+            maps.append(sal)
+        return np.stack(maps)
+
+    return cv2, reference
+
+
+def _as_batch(images: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(images).float() / 255
+    return x.permute(0, 3, 1, 2) if x.dim() == 4 else x.unsqueeze(1)
+
+
+def _assert_same_maps(images: np.ndarray, reference) -> None:
+    """OpenCV works in 8 bits and float32 throughout, and so does fine_grained_saliency: the maps agree
+    bit for bit (tolerance 0; measured 0 on every image below), hence so does the authors' peak."""
+    ref, ours = reference(images), fine_grained_saliency(_as_batch(images)).numpy()
+    assert ours.dtype == ref.dtype == np.float32 and ours.shape == ref.shape
+    np.testing.assert_array_equal(ours, ref)
+    flat = lambda maps: (maps * 255).astype("uint8").reshape(len(maps), -1)  # noqa: E731
+    assert (flat(ours).argmax(1) == flat(ref).argmax(1)).all()
+
+
+@pytest.mark.parametrize("size", [32, 64, 128, None])
+def test_fine_grained_matches_opencv_on_photos(size):
+    """scikit-learn's two sample photos (427 x 640, None) and 20 crops of them, scaled to 32, 64 and 128 px."""
+    cv2, reference = _opencv_fine_grained()
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images
+    if size is None:
+        _assert_same_maps(np.stack(photos), reference)  # 255 H W > 2**24: OpenCV's float32 integral rounds
+        return
+    corners = np.random.default_rng(size).integers(0, (427 - 96, 640 - 96), size=(20, 2))
+    images = [cv2.resize(p, (size, size), interpolation=cv2.INTER_AREA) for p in photos]
+    images += [cv2.resize(photos[k % 2][r:r + 96, c:c + 96], (size, size), interpolation=cv2.INTER_AREA)
+               for k, (r, c) in enumerate(corners)]
+    _assert_same_maps(np.stack(images), reference)
+
+
+@pytest.mark.parametrize("size", [16, 32])
+def test_fine_grained_matches_opencv_on_clutter(size):
+    _, reference = _opencv_fine_grained()
+    from mixviz.data import clutter
+
+    images = clutter.generate(64, "test", seed=0, size=size).images
+    _assert_same_maps((images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy(), reference)
+
+
+def test_fine_grained_matches_opencv_on_edge_cases():
+    """Gray images that reach OpenCV's corner cases: a flat image (no contrast: all 0), a faint dot (no
+    on-centre contrast at all), 2 x 2, one row / one column (mirrored border on a single pixel), and a
+    mid-gray patch inside a dark square on white, whose centre is both brighter than its small surrounds and
+    darker than its large ones: on + off = 264, which OpenCV stores in 8 bits as 8."""
+    _, reference = _opencv_fine_grained()
+    dot = np.full((24, 24), 200, np.uint8)
+    dot[12, 12] = 150
+    row = np.array([[10, 200, 30, 40, 250, 0]], np.uint8)
+    square = np.full((200, 200), 255, np.uint8)
+    square[75:125, 75:125] = 0
+    square[98:103, 98:103] = 200
+    for image in (np.full((9, 13), 77, np.uint8), dot, np.array([[0, 255], [255, 0]], np.uint8), row, row.T,
+                  square):
+        _assert_same_maps(image[None], reference)
+    assert float(fine_grained_saliency(_as_batch(square[None]))[0, 100, 100]) * 255 == pytest.approx(8)
+    assert not fine_grained_saliency(_as_batch(np.full((1, 9, 13), 77, np.uint8))).any()
+    assert fine_grained_saliency(_as_batch(dot[None]))[0, 12, 12] == 1  # the off-centre map alone
+
+
+def test_fine_grained_8bit_scaling_needs_no_double():
+    """OpenCV scales each summed map by floor(255.0 * float32(s / m)) in double; in float32 the product is
+    floored the same for every 0 <= s <= m <= 1530 (six 8-bit scales), so no float64 is needed on device."""
+    m = torch.arange(1, 1531).repeat_interleave(torch.arange(2, 1532))
+    s = torch.cat([torch.arange(k + 1) for k in range(1, 1531)])
+    q = s.float() / m.float()
+    assert torch.equal(torch.floor(q * 255).double(), torch.floor(q.double() * 255))
+
+
+def test_fine_grained_finds_the_odd_patch():
+    x = torch.full((2, 3, 32, 32), 0.5)
+    x[0, :, 20:23, 6:9] = 1.0
+    x[1, :, 4:7, 25:28] = 0.0  # darker than its surround: off-centre
+    sal = fine_grained_saliency(x)
+    assert sal.shape == (2, 32, 32) and sal.dtype == torch.float32 and float(sal.min()) >= 0 and sal.amax() == 1
+    for k, (r0, c0) in enumerate([(20, 6), (4, 25)]):
+        # on and off are each scaled to 255 by their own peak, so a map has two or more pixels at 1
+        # (here the patch and a pixel it contrasts with); the patch holds one of them
+        assert sal[k, r0:r0 + 3, c0:c0 + 3].max() == 1
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        fine_grained_saliency(x[0])
 
 
 # --------------------------------------------------------------------------- the extra pass

@@ -30,6 +30,7 @@ from mixviz.mixing.automix import AutoMixPolicy, MixBlock
 from mixviz.mixing.batch import MixedBatch
 from mixviz.mixing.defaults import alpha_defaults
 from mixviz.mixing.dynamic import (
+    fine_grained_saliency,
     input_gradient_saliency,
     saliencymix,
     spectral_residual_saliency,
@@ -91,6 +92,7 @@ __all__ = [
     "fourier_mask",
     "grid_mask",
     "gaussian_mask",
+    "fine_grained_saliency",
     "input_gradient_saliency",
     "spectral_residual_saliency",
     "graph_cut_masks",

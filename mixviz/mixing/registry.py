@@ -125,7 +125,7 @@ POLICIES: Mapping[str, PolicyInfo] = MappingProxyType({p.name: p for p in (
     _info("manifold", "static", manifold, mask=False, images=False, exact=False, hidden=True,
           summary="the pair mixed at a random hidden layer inside the network"),
     _info("saliencymix", "dynamic", dynamic.saliencymix, mask=True, images=True, cost=1.7,
-          summary="a box on the partner's saliency peak (spectral-residual saliency; model-free)"),
+          summary="a box on the partner's saliency peak (OpenCV's fine-grained saliency; model-free)"),
     _info("puzzlemix", "dynamic", puzzlemix, mask=True, images=True, model=True, exact=False, cost=5.0,
           summary="graph-cut mask (0 / 0.5 / 1) keeping both images' salient blocks, which transport moves "
                   "under the mask"),
