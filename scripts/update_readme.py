@@ -1,7 +1,8 @@
-"""Regenerate the generated sections of README.md from files that commands wrote.
+"""Regenerate the generated sections of README.md and docs/ from files that commands wrote.
 
-Each section sits between `<!-- begin: NAME -->` and `<!-- end: NAME -->` and is
-replaced by the content of its source file:
+Each section sits between `<!-- begin: NAME -->` and `<!-- end: NAME -->` in the
+page that PAGES names, and is replaced by the content of its source (relative
+links are rewritten for the page's folder):
 
     results   results/full/summary.md and its accuracy_vs_time_*.png plots
               (mixviz compare --preset full)
@@ -14,8 +15,8 @@ replaced by the content of its source file:
     headline  figures/summary.json's headline    (make demo: mixviz figures --preset quick), with how far
                                                  single runs move between machines (MACHINE_SPREAD)
 
-and the generated section of docs/faithfulness.md:
-
+    reading   the bullets of mixviz.experiments.reading, computed from results/full, results/dm-sweep
+              and results/semi
     faithfulness  docs/faithfulness-measured.md  (python scripts/faithfulness.py)
 
 Nothing in those sections is typed by hand.  Run:  python scripts/update_readme.py
@@ -29,6 +30,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: Which page holds which generated sections.
+PAGES = {
+    "README.md": ("headline", "reading"),
+    "docs/results.md": ("results", "calibration", "sweep", "semi"),
+    "docs/presets.md": ("regimes",),
+    "docs/speed.md": ("bench",),
+    "docs/faithfulness.md": ("faithfulness",),
+}
 
 #: The largest move of a single run between two 2-core machines of the same kind, same code and seed (issue 18):
 #: (method, seed, test accuracy % on the other machine, committed test accuracy %).
@@ -145,7 +155,33 @@ def sources() -> dict[str, str | None]:
         "regimes": _without_title(_read(ROOT / "results" / "regimes" / "README.md")),
         "bench": "\n\n".join(bench) or None,
         "headline": _headline(ROOT / "figures" / "summary.json"),
+        "reading": _reading(),
+        "faithfulness": _read(ROOT / "docs" / "faithfulness-measured.md"),
     }
+
+
+def _reading() -> str | None:
+    """The generated reading of the results (mixviz.experiments.reading)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from mixviz.experiments.reading import reading
+
+    return reading(ROOT)
+
+
+_LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s#:]+)((?:#[^)]*)?\))")
+
+
+def relink(text: str | None, page: str) -> str | None:
+    """``text`` (links relative to the repository root) with every relative
+    link made relative to the folder of ``page`` (a path from the root)."""
+    if text is None:
+        return None
+    folder = Path(page).parent
+    if folder == Path("."):
+        return text
+    up = "/".join(".." for _ in folder.parts)
+    return _LINK.sub(lambda m: f"{m.group(1)}{up}/{m.group(2)}{m.group(3)}", text)
 
 
 def update(text: str, sections: dict[str, str | None]) -> str:
@@ -161,19 +197,15 @@ def update(text: str, sections: dict[str, str | None]) -> str:
     return text
 
 
-def doc_sources() -> dict[str, dict[str, str | None]]:
-    """The generated sections of the pages under docs/, by page."""
-    return {"docs/faithfulness.md": {"faithfulness": _read(ROOT / "docs" / "faithfulness-measured.md")}}
-
-
 def main() -> int:
-    for name, sections in {"README.md": sources(), **doc_sources()}.items():
+    every = sources()
+    for name, names in PAGES.items():
         page = ROOT / name
         if not page.exists():
             print(f"{name} not found; skipped", file=sys.stderr)
             continue
         old = page.read_text()
-        new = update(old, sections)
+        new = update(old, {section: relink(every[section], name) for section in names})
         if new != old:
             page.write_text(new)
             print(f"{name} updated")

@@ -224,3 +224,40 @@ def test_weight_order_is_checked_and_shown():
                              weight_order="swapped")
     assert "weight_order='openmixup'" in repr(DecoupledMixupLoss(weight_order="openmixup"))
     assert "weight_order" not in repr(DecoupledMixupLoss())
+
+
+def test_cutmix_on_16px_images_is_untouched_by_the_unmixed_rule():
+    """Why results/full's CutMix + DM rows (trained before the unmixed-row rule, with the authors' CutMix
+    setting: eta 0.1, "less", p 0.5) stand: on 16 px images a CutMix share is a whole number of pixels out
+    of 256, so the only rows at most 1e-3 from 0 or 1 are exactly 0 or 1, where "less" with p 0.5 already
+    gave both classes weight 0.  The loss and its gradient without the rule (ref_dm below, the earlier
+    formula) equal the loss with it, batch by batch."""
+    from mixviz import mixing
+
+    g = torch.Generator().manual_seed(0)
+    unmixed_rows = 0
+    for step in range(20):
+        x, y = torch.rand(64, 3, 16, 16, generator=g), torch.randint(0, 10, (64,), generator=g)
+        batch = mixing.mix("cutmix", x, y, alpha=1.0, generator=g)
+        lam = batch.lam.double()
+        unmixed_rows += int((torch.minimum(lam, 1 - lam) <= UNMIXED_SHARE).sum())
+        assert bool(((lam * 256).round() == lam * 256).all())  # whole pixels
+        z0 = _logits(64, 10, seed=step)
+        new, new_grad = _value_and_grad(lambda z: DecoupledMixupLoss(eta=0.1, mode="less", lam_power=0.5)(z, batch), z0)
+
+        def earlier(z):  # the formula before the rule: eta * share**p, "less" keeps shares < 0.5, a == b plain CE
+            logp = z.log_softmax(1)
+            y_a, y_b = batch.y_a, batch.y_b
+            mce = -(lam * logp.gather(1, y_a[:, None])[:, 0] + (1 - lam) * logp.gather(1, y_b[:, None])[:, 0])
+            pair = torch.stack((y_a, y_b), 1)
+            rest = z.scatter(1, pair, float("-inf")).logsumexp(1)
+            total = mce
+            for cls, share in ((y_a, lam), (y_b, 1 - lam)):
+                weight = 0.1 * share ** 0.5 * (share < 0.5) * (y_a != y_b)
+                total = total + weight * F.softplus(rest - z.gather(1, cls[:, None])[:, 0])
+            return total.mean()
+
+        old, old_grad = _value_and_grad(earlier, z0)
+        torch.testing.assert_close(new, old, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(new_grad, old_grad, rtol=1e-10, atol=1e-12)
+    assert unmixed_rows > 0  # the batches did hold rows with lam in {0, 1}

@@ -111,18 +111,27 @@ def test_an_empty_section_is_filled(capsys):
 
 
 NONE = {"results": None, "sweep": None, "semi": None, "calibration": None, "regimes": None, "bench": None,
-        "headline": None}
-#: Sections the script fills that README.md gets its markers for when it is next regenerated (issue 18).
-NOT_YET_IN_README = {"headline"}
+        "headline": None, "reading": None, "faithfulness": None}
 
 
-def test_the_real_readme_has_every_section_and_stays_put_without_sources():
-    text = (SCRIPT.parent.parent / "README.md").read_text()
-    for name in NONE:
-        assert section(text, name) is not None or name in NOT_YET_IN_README, name
-    assert ur.update(text, NONE) == text
-    once = ur.update(text, {"results": "R", "bench": "B"})
-    assert ur.update(once, {"results": "R", "bench": "B"}) == once
+def test_every_page_has_its_sections_and_stays_put_without_sources():
+    assert sorted(name for names in ur.PAGES.values() for name in names) == sorted(NONE)
+    for page, names in ur.PAGES.items():
+        text = (SCRIPT.parent.parent / page).read_text()
+        for name in names:
+            assert f"<!-- begin: {name} -->" in text and f"<!-- end: {name} -->" in text, (page, name)
+        assert ur.update(text, {name: None for name in names}) == text
+        once = ur.update(text, {name: "X" for name in names})
+        assert ur.update(once, {name: "X" for name in names}) == once
+
+
+def test_links_are_made_relative_to_the_page():
+    text = "![plot](results/full/a.png) [report](benchmarks/results/doctor.md#speed) [web](https://x.org) [up](#top)"
+    assert ur.relink(text, "README.md") == text
+    assert ur.relink(text, "docs/results.md") == ("![plot](../results/full/a.png) "
+                                                  "[report](../benchmarks/results/doctor.md#speed) "
+                                                  "[web](https://x.org) [up](#top)")
+    assert ur.relink(None, "docs/results.md") is None
 
 
 def make_tree(root: Path, *, summary=None, plots=(), bench=None):
@@ -156,6 +165,7 @@ def test_sources_read_summary_plots_and_benchmarks(tmp_path, monkeypatch):
                    "![test accuracy against seconds per epoch, digits](results/full/accuracy_vs_time_digits.png)",
         "sweep": None, "semi": None, "calibration": None, "regimes": None,
         "bench": "### Mixing policies\n\nA\n\n### Training step per method\n\nD", "headline": None,
+        "reading": None, "faithfulness": None,
     }
     # the calibration report: its title dropped, its regime headings under the README's sub-heading
     (tmp_path / "results" / "full" / "calibration.md").write_text("# Calibration\n\nintro\n\n## clean\n\n| t |\n")
@@ -180,32 +190,42 @@ def test_sweep_semi_and_regime_sections(tmp_path, monkeypatch):
     assert got["regimes"] == "RG"               # its title line is dropped under the README's heading
 
 
-def test_main_writes_the_readme_once(tmp_path, monkeypatch, capsys):
+def make_pages(root: Path) -> None:
+    """README.md and the docs pages, each with its sections empty."""
+    (root / "docs").mkdir(exist_ok=True)
+    for page, names in ur.PAGES.items():
+        body = "".join(f"\n<!-- begin: {n} -->\nNot generated yet.\n<!-- end: {n} -->\n" for n in names)
+        (root / page).write_text(f"# {page}\n{body}")
+
+
+def test_main_writes_each_page_once(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(ur, "ROOT", tmp_path)
-    make_tree(tmp_path, summary="S", bench={"loop.md": "L"})
-    (tmp_path / "README.md").write_text(README)
+    make_tree(tmp_path, summary="S ![p](results/full/p.png)", bench={"loop.md": "L"})
+    make_pages(tmp_path)
     assert ur.main() == 0
-    assert capsys.readouterr().out == "README.md updated\n"
-    text = (tmp_path / "README.md").read_text()
-    assert text == ur.update(README, {"results": "S", "bench": "### Training loop\n\nL"})
+    out = capsys.readouterr().out
+    assert "docs/results.md updated" in out and "docs/speed.md updated" in out
+    assert "README.md already up to date" in out  # no headline, no results tables: nothing to write
+    results = (tmp_path / "docs" / "results.md").read_text()
+    assert section(results, "results") == "S ![p](../results/full/p.png)"
+    assert section(results, "sweep") == "Not generated yet."
+    assert section((tmp_path / "docs" / "speed.md").read_text(), "bench") == "### Training loop\n\nL"
     assert ur.main() == 0
-    assert capsys.readouterr().out == "README.md already up to date\n"
-    assert (tmp_path / "README.md").read_text() == text
+    assert "updated" not in capsys.readouterr().out
 
 
 def test_script_runs_from_its_own_tree(tmp_path):
-    """As a script it works on the tree it lives in (a copy here, never the repository's README)."""
+    """As a script it works on the tree it lives in (a copy here, never the repository's pages)."""
     (tmp_path / "scripts").mkdir()
     shutil.copy(SCRIPT, tmp_path / "scripts" / "update_readme.py")
     make_tree(tmp_path, bench={"mixing.md": "M"})
-    (tmp_path / "README.md").write_text(README)
+    make_pages(tmp_path)
     proc = subprocess.run([sys.executable, str(tmp_path / "scripts" / "update_readme.py")], capture_output=True,
-                          text=True, timeout=60, cwd=tmp_path)
+                          text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "README.md updated\n"
-    text = (tmp_path / "README.md").read_text()
-    assert section(text, "bench") == "### Mixing policies\n\nM"
-    assert section(text, "results") == "Not generated yet: the full preset has not been run."
+    assert "docs/speed.md updated" in proc.stdout
+    assert section((tmp_path / "docs" / "speed.md").read_text(), "bench") == "### Mixing policies\n\nM"
+    assert section((tmp_path / "docs" / "results.md").read_text(), "results") == "Not generated yet."
 
 
 def test_benchmark_headings_are_demoted_under_their_readme_heading(tmp_path, monkeypatch):
