@@ -78,7 +78,7 @@ def measure(configs: dict[str, TrainConfig], rounds: int, block_s: float = 0.3) 
 
 
 def main() -> None:
-    from mixviz.semi.experiments import SEMI_PRESETS, semi_methods
+    from mixviz.experiments.semi import SEMI_PRESETS, semi_methods
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="semi", choices=list(SEMI_PRESETS))

@@ -1,7 +1,9 @@
 """Training batches on the device: an in-memory dataset moved there once and
 cut into batches (:class:`_DeviceBatches`), or a folder dataset through a
 DataLoader (:class:`_LoaderBatches`); both draw the epoch's order from
-``(seed, epoch)`` alone and shard one global batch over distributed ranks."""
+``(seed, epoch)`` alone and shard one global batch over distributed ranks.
+And what every step does to a batch before the model sees it: uint8 -> float
+(:func:`_as_float`), channels_last on CUDA (:func:`_maybe_channels_last`)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,10 @@ import torch
 def _as_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float in [0, 1]; float tensors unchanged."""
     return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
+
+def _maybe_channels_last(x: torch.Tensor, on: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if on and x.dim() == 4 else x
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:

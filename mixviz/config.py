@@ -1,10 +1,15 @@
 """What defines a training run (:class:`TrainConfig`) and what one gives
 back (:class:`Run`).  :mod:`mixviz.train` trains a config; :mod:`mixviz.runs`
 stores a run under the hash of its config.  Both names are also importable
-from :mod:`mixviz.train`."""
+from :mod:`mixviz.train`.
+
+The rules of the semi-supervised fields (:func:`check_semi_fields`,
+:func:`is_semi`, :data:`SEMI_FIELDS`) live here with the fields they check, so
+that the config needs nothing of :mod:`mixviz.semi`, which trains them."""
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -17,12 +22,21 @@ from torch import nn
 
 from mixviz._validation import check_choice, check_positive
 
-__all__ = ["TrainConfig", "Run", "OPTIMIZERS", "SCHEDULERS", "AMP_MODES", "LOSSES", "REVISIONS"]
+__all__ = ["TrainConfig", "Run", "OPTIMIZERS", "SCHEDULERS", "AMP_MODES", "LOSSES", "REVISIONS", "SEMI_MODES",
+           "TEACHERS", "SEMI_FIELDS", "is_semi", "check_tau", "check_semi_fields"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("cosine", "none")
 AMP_MODES = ("auto", "bf16", "off")
 LOSSES = ("ce", "mixup_ce", "dm", "midpoint")
+SEMI_MODES = ("none", "fixmatch")
+TEACHERS = ("ema", "student")
+# TrainConfig fields that only matter on the semi-supervised path.
+SEMI_FIELDS = ("semi", "labels_per_class", "mu", "tau", "lambda_u", "teacher", "ema_momentum")
+# Mixed terms need a policy that mixes a labelled batch with a second batch (L x U); mixup does.
+SEMI_POLICIES = ("none", "mixup")
+# Data sets with an in-memory image training split (the others hold points or read folders lazily).
+IMAGE_SETS = ("digits", "clutter", "cifar10", "cifar100", "stl10")
 
 
 #: Revisions of the policies and losses whose behaviour changed for the same config, so that the run store
@@ -133,9 +147,7 @@ class TrainConfig:
             if not isinstance(getattr(self, name), dict):
                 raise TypeError(f"{name} must be a dict, got {type(getattr(self, name)).__name__}")
         check_positive("num_workers", self.num_workers, allow_zero=True, integer=True)
-        from mixviz.semi import check_config
-
-        check_config(self)
+        check_semi_fields(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,8 +156,6 @@ class TrainConfig:
         """The fields that decide the result (what the run store hashes).  The
         semi-supervised fields count only on that path (``labels_per_class``
         or ``semi`` set), so fully supervised runs keep their earlier ids."""
-        from mixviz.semi import SEMI_FIELDS, is_semi
-
         skip = set(self.NOT_IDENTITY) | (set() if is_semi(self) else set(SEMI_FIELDS))
         identity = {k: v for k, v in asdict(self).items() if k not in skip}
         revision = {kind: REVISIONS[kind][name] for kind, name in (("policy", self.policy), ("loss", self.loss))
@@ -161,6 +171,59 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
         return cls(**values)
+
+
+def is_semi(config: Any) -> bool:
+    """True when ``config`` trains on a labelled subset (``labels_per_class``) or with ``semi`` set."""
+    return config.semi != "none" or config.labels_per_class is not None
+
+
+def check_tau(tau: Any) -> None:
+    """``tau``, the confidence a pseudo-label needs, is a number in (0, 1]."""
+    if isinstance(tau, bool) or not isinstance(tau, numbers.Real):
+        raise TypeError(f"tau must be a number in (0, 1], got {type(tau).__name__}")
+    if not 0.0 < tau <= 1.0:
+        raise ValueError(f"tau must lie in (0, 1] (the confidence a pseudo-label needs), got {tau!r}")
+
+
+def check_semi_fields(config: Any) -> None:
+    """Check the semi-supervised fields of a TrainConfig; ``ValueError``/``TypeError`` naming the field."""
+    check_choice("semi", config.semi, SEMI_MODES)
+    k = config.labels_per_class
+    if k is not None:
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise TypeError(f"labels_per_class must be an int >= 1 or None, got {type(k).__name__}")
+        if k < 1:
+            raise ValueError(f"labels_per_class must be >= 1 (or None: every label), got {k}")
+    if isinstance(config.mu, bool) or not isinstance(config.mu, int):
+        raise TypeError(f"mu must be an int >= 1 (unlabelled images per labelled image), got {config.mu!r}")
+    if config.mu < 1:
+        raise ValueError(f"mu must be >= 1 (unlabelled images per labelled image), got {config.mu}")
+    check_tau(config.tau)
+    check_positive("lambda_u", config.lambda_u, allow_zero=True)
+    check_choice("teacher", config.teacher, TEACHERS)
+    m = config.ema_momentum
+    if isinstance(m, bool) or not isinstance(m, numbers.Real):
+        raise TypeError(f"ema_momentum must be a number in [0, 1), got {type(m).__name__}")
+    if not 0.0 <= m < 1.0:
+        raise ValueError(f"ema_momentum must lie in [0, 1), got {m!r}")
+    if config.semi == "fixmatch" and k is None:
+        raise ValueError("semi='fixmatch' needs labels_per_class (the labels kept per class; the rest of the "
+                         "training split is used without its labels)")
+    if not is_semi(config):
+        return
+    if config.policy not in SEMI_POLICIES:
+        raise ValueError(f"policy must be one of {', '.join(map(repr, SEMI_POLICIES))} for semi-supervised "
+                         f"training (mixup mixes labelled images with each other and with unlabelled ones); "
+                         f"got {config.policy!r}")
+    allowed = ("ce",) if config.policy == "none" else ("mixup_ce", "dm")
+    if config.loss not in allowed:
+        raise ValueError(f"loss must be one of {', '.join(map(repr, allowed))} with policy {config.policy!r} "
+                         f"in semi-supervised training; got {config.loss!r}")
+    if config.dataset not in IMAGE_SETS:
+        raise ValueError(f"semi-supervised training (semi / labels_per_class) needs a data set whose training "
+                         f"split is held in memory as images ({', '.join(IMAGE_SETS)}); dataset "
+                         f"{config.dataset!r} has none (2-D points, or pictures read from folders)")
 
 
 @dataclass

@@ -1,6 +1,10 @@
 """The training loop: one readable ``fit(config)``.
 
-Every knob is a field of :class:`TrainConfig`.  A step is::
+Every knob is a field of :class:`TrainConfig`.  What differs between kinds of
+training (supervised, semi-supervised, a learned mixing policy) comes from one
+object, the config's :class:`mixviz.steps.TrainingStep`
+(:func:`mixviz.steps.for_config`): its batches, its step, its history columns,
+checkpoint entries and final metrics.  The supervised step is::
 
     x, y  = next batch (on the device; augmented there)
     mixed = mixing.mix(policy, x, y, alpha, generator, model)   # -> MixedBatch
@@ -43,11 +47,11 @@ import torch.distributed as dist
 from torch import nn
 
 import mixviz
-from mixviz.augment import random_crop_flip
-from mixviz.batches import _as_float, _DeviceBatches, _LoaderBatches
+from mixviz.batches import _as_float, _DeviceBatches, _LoaderBatches, _maybe_channels_last  # noqa: F401 (re-exported)
 from mixviz.config import AMP_MODES, LOSSES, OPTIMIZERS, SCHEDULERS, Run, TrainConfig  # noqa: F401 (re-exported)
 from mixviz.ioutil import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
 from mixviz.machine import machine_info
+from mixviz.steps import StepContext, for_config, make_step  # noqa: F401 (make_step re-exported: the supervised step)
 
 __all__ = ["TrainConfig", "Run", "fit", "make_step", "resolve_device", "evaluate"]
 
@@ -99,10 +103,6 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, ba
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, device=device)
-
-
-def _maybe_channels_last(x: torch.Tensor, on: bool) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if on and x.dim() == 4 else x
 
 
 # ----------------------------------------------------------------------------
@@ -187,52 +187,6 @@ def _set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
 # fit
 
 
-def make_step(config: TrainConfig, model: nn.Module, train_model: nn.Module, criterion: nn.Module,
-              optimizer: torch.optim.Optimizer, scheduler: Any, gen: torch.Generator, *,
-              amp: bool, channels_last: bool, augment: bool, state: nn.Module | None = None,
-              total_steps: int | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The training step of ``config`` as a function ``step(x, y) -> loss``
-    (the loss as a detached device tensor: no host sync).
-
-    ``model`` is the bare network (dynamic policies look at it);
-    ``train_model`` is what is trained (the same, or its DDP wrapper).
-    ``state`` is the policy's learned state (:func:`mixviz.mixing.build_state`,
-    required for ``automix``): it is the policy's ``model=`` and its
-    ``after_step(step, total_steps)`` runs after each optimizer step.
-    """
-    from mixviz import mixing
-
-    if mixing.policy_info(config.policy).state is not None and state is None:
-        raise ValueError(f"state is required for the policy {config.policy!r}, which learns: "
-                         f"build it with mixing.build_state({config.policy!r}, model, **policy_options)")
-    dynamic = mixing.available()[config.policy] == "dynamic"
-    mixer = state if state is not None else (model if dynamic else None)
-    _, policy_options = mixing.split_options(config.policy, config.policy_options)
-    device_type = next(model.parameters()).device.type
-
-    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x = _as_float(x)
-        if augment:
-            x = random_crop_flip(x, gen)
-        x = _maybe_channels_last(x, channels_last)
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
-            mixed = mixing.mix(config.policy, x, y, alpha=config.alpha, generator=gen,
-                               model=mixer, **policy_options)
-            logits = mixing.forward(train_model, mixed)
-        loss = criterion(logits.float(), mixed)
-        if mixed.aux_loss is not None:  # the policy's own learning signal (see MixedBatch.aux_loss)
-            loss = loss + mixed.aux_loss.float()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        if state is not None:
-            state.after_step(scheduler.last_epoch - 1, total_steps)
-        return loss.detach()
-
-    return step
-
-
 def fit(config: TrainConfig, resume: bool = False, *,
         on_step: Callable[[int, int], None] | None = None) -> Run:
     """Train ``config`` and return the :class:`Run`.
@@ -249,7 +203,7 @@ def fit(config: TrainConfig, resume: bool = False, *,
     config.validate()
     if resume and config.out_dir is None:
         raise ValueError("resume=True needs config.out_dir (where the checkpoint lives)")
-    from mixviz import data, losses, metrics, mixing, models, semi
+    from mixviz import data, losses, metrics, models
 
     rank, world = _dist_info()
     device = resolve_device(config.device)
@@ -274,18 +228,10 @@ def fit(config: TrainConfig, resume: bool = False, *,
                          std=train_set.std, **config.model_options).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    policy_state = mixing.build_state(config.policy, model, **config.policy_options)  # None unless it learns
     criterion = losses.build(config.loss, num_classes=train_set.num_classes, **config.loss_options).to(device)
-    semi_run = None
-    if semi.is_semi(config):  # labelled subset, FixMatch, + mixup / DM: mixviz.semi
-        semi_run = semi.SemiTraining(config, train_set, model, device, world)
-        batches: Any = semi_run.batches
-    elif hasattr(train_set, "images"):
-        batches = _DeviceBatches(train_set.images, train_set.labels, config.batch_size, config.seed,
-                                      device, rank, world)
-    else:
-        batches = _LoaderBatches(train_set, config.batch_size, config.seed, device, config.num_workers, rank, world)
-    optimizer = _build_optimizer(config, model, policy_state)
+    kind = for_config(config, train_set, model, device, rank, world)  # what this kind of training does
+    batches = kind.batches
+    optimizer = _build_optimizer(config, model, kind.policy_state)
     scheduler = _build_scheduler(config, optimizer, len(batches))
     gen = torch.Generator(device=device).manual_seed(config.seed * 7919 + rank)
     train_model: nn.Module = model
@@ -308,10 +254,7 @@ def fit(config: TrainConfig, resume: bool = False, *,
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         criterion.load_state_dict(ckpt["criterion"])
-        if policy_state is not None:
-            policy_state.load_state_dict(ckpt["policy_state"])
-        if semi_run is not None:
-            semi_run.load_state_dict(ckpt["semi"])
+        kind.restore(ckpt)
         _set_rng_state(gen, ckpt["rng"][rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
         history = ckpt["history"]
         start_epoch = ckpt["epoch"] + 1
@@ -325,13 +268,9 @@ def fit(config: TrainConfig, resume: bool = False, *,
     eval_policy = _eval_policy(config, points)
     probe = _memorisation_probe(train_set, device)
 
-    if semi_run is not None:
-        step = semi_run.make_step(train_model, optimizer, scheduler, gen, amp=amp, channels_last=channels_last,
-                                  augment=augment)
-    else:
-        step = make_step(config, model, train_model, criterion, optimizer, scheduler, gen,
-                         amp=amp, channels_last=channels_last, augment=augment, state=policy_state,
-                         total_steps=config.epochs * len(batches))
+    step = kind.bind(StepContext(train_model, criterion, optimizer, scheduler, gen, amp=amp,
+                                 channels_last=channels_last, augment=augment,
+                                 total_steps=config.epochs * len(batches)))
 
     progress = None
     if config.progress and rank == 0:
@@ -376,7 +315,7 @@ def fit(config: TrainConfig, resume: bool = False, *,
             row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                    "train_loss": float(loss_sum) / max(1, steps), **row,
                    "epoch_sec": train_sec, "images_per_sec": steps * config.batch_size / train_sec,
-                   **(semi_run.epoch_end() if semi_run is not None else {})}
+                   **kind.epoch_end()}
             history.append(row)
             if plain_log:
                 print(_epoch_line(config, row), file=sys.stderr, flush=True)
@@ -385,9 +324,7 @@ def fit(config: TrainConfig, resume: bool = False, *,
                     "config": config.to_dict(), "epoch": epoch, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "criterion": criterion.state_dict(), "rng": _gather_rng(gen, world),
-                    "history": history,
-                    "policy_state": policy_state.state_dict() if policy_state is not None else None,
-                    "semi": semi_run.state_dict() if semi_run is not None else None,
+                    "history": history, **kind.checkpoint_entries(),
                 }, out_dir / CHECKPOINT)
                 atomic_write_text(out_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
             elif world > 1:
@@ -402,14 +339,11 @@ def fit(config: TrainConfig, resume: bool = False, *,
     final.update(device=str(device), world_size=world,
                  params=sum(p.numel() for p in model.parameters()),
                  machine=machine_info(device))  # where it ran (not in the config: the run's id stays)
-    if semi_run is not None:
-        final.update(semi_run.final_metrics(hist))
+    final.update(kind.finish(hist))  # a learned policy state goes to eval mode: as load_run gives it
     if writer:
         atomic_write_json(out_dir / "metrics.json", final)
-    if policy_state is not None:
-        policy_state.eval()  # as load_run gives it: mixing with it afterwards predicts masks, it does not train
     return Run(config=config, model=model, history=hist, metrics=final, path=out_dir, criterion=criterion,
-               policy_state=policy_state)
+               policy_state=kind.policy_state)
 
 
 def _gather_rng(gen: torch.Generator, world: int) -> Any:

@@ -293,7 +293,7 @@ def test_cli_trains_a_semi_run_into_the_store(capsys, runs_root):
 import matplotlib  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mixviz.semi import experiments as sx  # noqa: E402
+from mixviz.experiments import semi as sx  # noqa: E402
 
 matplotlib.use("Agg")
 

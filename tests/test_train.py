@@ -146,3 +146,35 @@ def test_cli_train_runs_and_stores(capsys, runs_root):
     out = capsys.readouterr().out
     assert '"test_acc"' in out and "run stored in" in out
     assert len(list(runs_root.iterdir())) == 1
+
+
+def test_fit_trains_the_step_the_seam_gives_it(monkeypatch):
+    """fit names no kind of training: it trains what steps.for_config gives it (the first registered kind
+    that claims the config, else the supervised step), with that kind's history columns and final metrics;
+    both built-in kinds are TrainingSteps."""
+    from mixviz import data, models, steps
+    from mixviz.semi import SemiTraining
+
+    class Recording(steps.SupervisedStep):
+        def epoch_end(self):
+            return {"extra": 1.0}
+
+        def finish(self, history):
+            return {"finished_after": len(history), **super().finish(history)}
+
+    monkeypatch.setattr(steps, "_KINDS", dict(steps._KINDS))  # registrations end with the test
+    steps.register("recording", lambda c: c.epochs == 2, Recording)
+    assert steps.kinds() == ("semi", "recording")
+    run = fit(tiny(epochs=2))
+    assert list(run.history["extra"]) == [1.0, 1.0] and run.metrics["finished_after"] == 2
+    assert "extra" not in fit(tiny(epochs=1)).history  # not claimed: the supervised step
+
+    train_set = data.load("clutter", "train", n_train=240, n_test=40, size=16, objects="shapes")
+    model = models.build("smallcnn", train_set.num_classes, tuple(train_set.in_shape), width=4)
+    plain = steps.for_config(tiny(epochs=1), train_set, model, torch.device("cpu"))
+    semi = steps.for_config(tiny(labels_per_class=3, semi="fixmatch", mu=2, batch_size=8), train_set, model,
+                            torch.device("cpu"))
+    assert type(plain) is steps.SupervisedStep and isinstance(semi, SemiTraining)
+    assert isinstance(plain, steps.TrainingStep) and isinstance(semi, steps.TrainingStep)
+    with pytest.raises(TypeError, match="build must be callable"):
+        steps.register("broken", lambda c: True, None)

@@ -6,6 +6,10 @@
   and write ``results.csv`` and the summary;
 * :mod:`.tables` -- means with 95 % intervals over seeds and paired per-seed
   differences (mixing minus no mixing, DM minus the mixup CE);
+* :mod:`.semi` -- the semi-supervised presets (``semi``, ``semi-quick``:
+  FixMatch with and without mixup / DM x label counts x seeds), their grid,
+  tables and figure;
+* :mod:`.command` -- the ``mixviz compare`` command, which runs either grid;
 * :mod:`.reproduce` -- ``mixviz reproduce``: train cells of a committed grid
   again in a fresh run store and check that its claims hold (imported on use).
 """
@@ -16,12 +20,12 @@ from mixviz.experiments.compare import (
     default_jobs,
     estimated_cost,
     longest_first,
-    register_command,
     result_row,
     train_cells,
     write_plots,
     write_summary,
 )
+from mixviz.experiments.command import register_command
 from mixviz.experiments.presets import (
     CIFAR_ALPHA,
     POLICIES,

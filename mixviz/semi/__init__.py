@@ -74,17 +74,9 @@ config):
 * Optimiser and schedule are the run's (:class:`mixviz.train.TrainConfig`).
 """
 
-from mixviz.semi.core import (
-    SEMI_FIELDS,
-    SEMI_MODES,
-    TEACHERS,
-    check_config,
-    consistency_loss,
-    is_semi,
-    labelled_dominant,
-    pseudo_labels,
-    ramp_up,
-)
+from mixviz.config import SEMI_FIELDS, SEMI_MODES, TEACHERS, is_semi
+from mixviz.config import check_semi_fields as check_config
+from mixviz.semi.core import consistency_loss, labelled_dominant, pseudo_labels, ramp_up
 from mixviz.semi.training import HISTORY_COLUMNS, PseudoLabelMonitor, SemiBatches, SemiTraining
 
 __all__ = [

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mixviz.augment import crop_padding, random_crop_flip, strong_augment
+from mixviz.batches import _as_float, _maybe_channels_last
 from mixviz.data.subsets import labelled_subset
 from mixviz.mixing.batch import MixedBatch
 from mixviz.mixing.static import _draw_pairs, _take
@@ -141,13 +142,17 @@ class PseudoLabelMonitor:
 
 
 class SemiTraining:
-    """Semi-supervised training for :func:`mixviz.train.fit` (see :mod:`mixviz.semi`).
+    """Semi-supervised training for :func:`mixviz.train.fit` (see :mod:`mixviz.semi`), a
+    :class:`mixviz.steps.TrainingStep` (registered there for the configs of
+    :func:`mixviz.config.is_semi`).
 
-    ``fit`` takes :attr:`batches` instead of its own batches, the step of
-    :meth:`make_step` instead of :func:`mixviz.train.make_step`, adds
-    :meth:`epoch_end` to each history row and :meth:`state_dict` to each
-    checkpoint.
+    ``fit`` takes :attr:`batches`, the step of :meth:`make_step` (through
+    :meth:`bind`), adds :meth:`epoch_end` to each history row, :meth:`state_dict`
+    to each checkpoint (as its ``"semi"`` entry) and :meth:`final_metrics` to
+    the run's metrics.
     """
+
+    policy_state = None  # no mixing policy here learns (semi-supervised training mixes with mixup or not at all)
 
     def __init__(self, config: Any, train_set: Any, model: nn.Module, device: torch.device, world: int = 1) -> None:
         from mixviz import losses
@@ -219,15 +224,29 @@ class SemiTraining:
         torch._foreach_lerp_(list(self.teacher.parameters()), list(self.model.parameters()),
                              1.0 - self.config.ema_momentum)
 
+    # ------------------------------------------------------------------ the seam (mixviz.steps.TrainingStep)
+
+    def checkpoint_entries(self) -> dict[str, Any]:
+        return {"semi": self.state_dict()}
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        self.load_state_dict(checkpoint["semi"])
+
+    def finish(self, history: Any) -> dict[str, Any]:
+        return self.final_metrics(history)
+
+    def bind(self, context: Any) -> Callable[[Any, torch.Tensor], torch.Tensor]:
+        """:meth:`make_step` on the loop's pieces (a :class:`mixviz.steps.StepContext`)."""
+        c = context
+        return self.make_step(c.train_model, c.optimizer, c.scheduler, c.generator, amp=c.amp,
+                              channels_last=c.channels_last, augment=c.augment)
+
     # ------------------------------------------------------------------ the step
 
     def make_step(self, train_model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                   gen: torch.Generator, *, amp: bool, channels_last: bool,
                   augment: bool) -> Callable[[Any, torch.Tensor], torch.Tensor]:
         """``step((x_l, x_u), y_l) -> loss`` (detached, no host sync)."""
-        from mixviz.batches import _as_float
-        from mixviz.train import _maybe_channels_last
-
         config, device_type = self.config, next(self.model.parameters()).device.type
         padding = crop_padding(self.size)
 

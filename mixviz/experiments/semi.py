@@ -1,5 +1,7 @@
-"""The semi-supervised comparison: presets, the grid of methods x label
-counts x seeds, the results table with paired intervals, and the figure.
+"""The semi-supervised comparison: presets (``mixviz compare --preset semi``,
+``semi-quick``), the grid of methods x label counts x seeds, the results table
+with paired intervals, and the figure.  The training itself is
+:mod:`mixviz.semi`'s; this module only names configs and tabulates runs.
 
 Methods (:data:`METHODS`), all on the same labelled subset per seed:
 
@@ -30,12 +32,14 @@ from typing import Any
 import pandas as pd
 
 from mixviz._validation import check_choice, check_frame, check_positive
+from mixviz.config import TrainConfig
+from mixviz.experiments.compare import default_jobs, train_cells
+from mixviz.experiments.presets import Cell
 from mixviz.ioutil import atomic_write_text
-from mixviz.train import TrainConfig
 
 __all__ = ["SemiPreset", "SEMI_PRESETS", "METHODS", "DM_SEMI", "PAIRS", "RESULT_COLUMNS", "semi_preset",
-           "semi_methods", "semi_grid", "collect_semi", "compare_semi", "run_compare_command", "summarize_semi",
-           "paired_semi", "semi_markdown", "write_semi_plot"]
+           "semi_methods", "semi_grid", "collect_semi", "compare_semi", "summarize_semi", "paired_semi",
+           "semi_markdown", "write_semi_plot"]
 
 # The DM setting of the authors' DMixMatch (openmixup configs/semisup/dmixmatch): eta 1, both classes,
 # weights lam and 1 - lam.
@@ -137,7 +141,7 @@ def _row(method: str, run: Any, run_id: str) -> dict[str, Any]:
 
 
 def _history(method: str, run: Any) -> pd.DataFrame:
-    from mixviz.semi import HISTORY_COLUMNS
+    from mixviz.semi.training import HISTORY_COLUMNS
 
     h = run.history[["epoch", "train_loss", "test_acc", *HISTORY_COLUMNS]].copy()
     h.insert(0, "seed", run.config.seed)
@@ -154,7 +158,6 @@ def collect_semi(p: SemiPreset | str, runs_root: str | os.PathLike | None = None
     is missing (what notebooks call; writes no result files).  ``jobs``:
     worker processes for the missing runs (None: 2 on a CPU-only machine with
     two or more cores, :func:`mixviz.experiments.default_jobs`)."""
-    from mixviz.experiments import default_jobs
     from mixviz.runs import config_id, is_finished, load_or_train, run_dir
 
     rows, histories = [], []
@@ -163,8 +166,6 @@ def collect_semi(p: SemiPreset | str, runs_root: str | os.PathLike | None = None
     check_positive("jobs", jobs, integer=True)
     missing = [(m, c) for m, c in grid if not is_finished(run_dir(c, runs_root))]
     if jobs > 1 and len(missing) > 1:
-        from mixviz.experiments import Cell, train_cells
-
         train_cells([Cell(f"{c.labels_per_class} labels per class", m, c) for m, c in missing], runs_root, jobs,
                     lambda cell, run, seconds: None)
     for i, (method, config) in enumerate(grid, 1):
@@ -211,8 +212,6 @@ def compare_semi(p: SemiPreset | str, out: str | os.PathLike, *, resume: bool = 
     done = {(r["method"], int(r["labels_per_class"]), int(r["seed"])) for r in rows}
     grid = semi_grid(p, seeds=seeds, labels_per_class=labels_per_class, methods=methods, **overrides)
     if jobs > 1:
-        from mixviz.experiments import Cell, train_cells
-
         missing = [Cell(f"{c.labels_per_class} labels per class", m, c) for m, c in grid
                    if (m, c.labels_per_class, c.seed) not in done]
 
@@ -343,19 +342,3 @@ def write_semi_plot(histories: pd.DataFrame, path: str | os.PathLike) -> Path:
         return viz.save(fig, path, dpi=viz.DPI, colors=viz.PNG_COLORS)
     finally:
         plt.close(fig)
-
-
-def run_compare_command(args: Any) -> int:
-    """``mixviz compare --preset semi|semi-quick``: the semi grid with the
-    command's ``--out``, ``--resume``, ``--runs``, ``--seeds``, ``--epochs``,
-    ``--device`` and ``--jobs``."""
-    p = semi_preset(args.preset)
-    if getattr(args, "policies", None) or getattr(args, "datasets", None) or getattr(args, "regimes", None):
-        raise ValueError(f"--policies, --datasets and --regimes do not apply to the semi-supervised preset "
-                         f"{p.name!r} (its methods: {', '.join(p.methods)})")
-    from mixviz.experiments.compare import command_settings, report_outcome
-
-    overrides, seeds, out = command_settings(args, p.name)
-    results = compare_semi(p, out, resume=args.resume, runs_root=args.runs, seeds=seeds,
-                           jobs=getattr(args, "jobs", 1), **overrides)
-    return report_outcome(results, out, "no seeds selected")
