@@ -127,6 +127,21 @@ def test_save_rejects_bad_arguments(tmp_path):
 # --------------------------------------------------------------------------- mixed-sample gallery
 
 
+def test_gallery_titles_a_fixed_lam_column_with_the_measured_share():
+    from mixviz import analysis
+
+    x, y = _images(size=16)
+    batches = {"cutmix, λ = 0.25": analysis.mix_at_lam("cutmix", x, y, 0.25),
+               "drawn": analysis.fixed_mixed_batch("cutmix", x, y, seed=3)}
+    fig = viz.mixed_samples_gallery(batches, n=3)
+    share = float(batches["cutmix, λ = 0.25"].mask[:3].mean())
+    assert abs(share - 0.25) <= 0.03
+    titles = [ax.get_title() for ax in fig.axes]
+    assert f"cutmix, λ = 0.25\npixels from a: {share:.2f}" in titles
+    assert "drawn" in titles  # Beta draws differ per row: no single share to name
+    plt.close(fig)
+
+
 def test_soft_label_text():
     assert viz.soft_label_text(0.63, 0, 1, ["cat", "dog"]) == "0.63 cat / 0.37 dog"
     assert viz.soft_label_text(0.4, 2, 2, ["cat", "dog", "cow"]) == "1.00 cow"
