@@ -95,6 +95,36 @@ def test_theme_leaves_global_settings_unchanged():
     assert {k for k in before if before[k] != after[k]} == set()
 
 
+def _text_sizes(fig: Figure) -> dict[str, float]:
+    """Size (pt) of every visible text of ``fig`` after drawing, by its text."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    return {t.get_text(): t.get_fontsize() for t in fig.findobj(Text) if t.get_text() and t.get_visible()}
+
+
+def test_an_enclosing_theme_or_rc_context_sets_the_text_size():
+    """Projector mode: one line makes every picture's text bigger."""
+    default = _text_sizes(viz.training_curves({"m": _history()}))
+    with viz.theme("talk", font_scale=1.6):
+        talk = _text_sizes(viz.training_curves({"m": _history()}))
+    with plt.rc_context({"font.size": 20}):
+        big = _text_sizes(viz.training_curves({"m": _history()}))
+    with plt.rc_context({"axes.titlesize": 31}):
+        titled = _text_sizes(viz.training_curves({"m": _history()}))
+    plt.close("all")
+    words = {k for k in default if not k.replace(".", "").replace("−", "").isdigit()}  # titles, labels, legend
+    assert len(words) >= 4 and words <= set(talk) and words <= set(big)
+    assert all(talk[k] > 1.5 * default[k] for k in words), (default, talk)
+    assert all(big[k] > 1.5 * default[k] for k in words), (default, big)
+    assert min(talk.values()) > max(default.values())  # tick labels too
+    assert max(titled.values()) == 31 and min(titled.values()) == min(default.values())
+    assert _text_sizes(viz.training_curves({"m": _history()})) == default  # nothing leaks out of the blocks
+    with pytest.raises(ValueError, match="context"):
+        with viz.theme("huge"):
+            pass
+
+
 def test_method_colors_are_stable_and_distinct():
     a = viz.method_colors(["x", "y", "z"])
     b = viz.method_colors(["x", "y", "z"])

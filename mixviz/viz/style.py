@@ -7,8 +7,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
+import matplotlib
 import matplotlib.pyplot as plt
 import seaborn as sns
 
@@ -74,23 +76,64 @@ def _rc(context: str, font_scale: float) -> dict[str, Any]:
     return rc
 
 
+#: The theme of a picture drawn outside any :func:`theme` block.
+DEFAULT_CONTEXT, DEFAULT_FONT_SCALE = "notebook", 0.9
+CONTEXTS = ("paper", "notebook", "talk", "poster")
+#: Text sizes a caller's ``rc_context`` may set and a picture keeps (``font.size`` scales the theme's sizes).
+FONT_KEYS = ("axes.labelsize", "axes.titlesize", "xtick.labelsize", "ytick.labelsize", "legend.fontsize",
+             "legend.title_fontsize", "figure.titlesize")
+
+_ACTIVE: ContextVar[tuple[str, float] | None] = ContextVar("mixviz_theme", default=None)
+
+
 @contextmanager
-def theme(context: str = "notebook", font_scale: float = 0.9) -> Iterator[None]:
+def theme(context: str = DEFAULT_CONTEXT, font_scale: float = DEFAULT_FONT_SCALE) -> Iterator[None]:
     """Seaborn's ``whitegrid`` style and ``context`` sizes inside the block only.
 
-    Figures made inside keep the look; matplotlib's global settings are
-    restored on exit (it is a :func:`matplotlib.pyplot.rc_context`).
+    Every mixviz picture drawn inside uses this theme, so one line makes all
+    of them bigger: ``with viz.theme("talk", font_scale=1.6): ...`` (a
+    projector).  Matplotlib's global settings are restored on exit (it is a
+    :func:`matplotlib.pyplot.rc_context`).
+
+    Args:
+        context: seaborn's sizes: ``"paper"``, ``"notebook"``, ``"talk"`` or ``"poster"``.
+        font_scale: a factor on the text sizes of ``context`` (> 0).
     """
-    with plt.rc_context(_rc(context, font_scale)):
-        yield
+    from mixviz._validation import check_choice, check_positive
+
+    check_choice("context", context, CONTEXTS)
+    check_positive("font_scale", font_scale)
+    token = _ACTIVE.set((context, float(font_scale)))
+    try:
+        with plt.rc_context(_rc(context, font_scale)):
+            yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+def _enclosing_rc() -> dict[str, Any]:
+    """The settings a picture is drawn with: the innermost :func:`theme`
+    around it (the default theme when there is none), with the text sizes of
+    a caller's ``rc_context`` kept.  A changed ``font.size`` scales every text
+    size of the theme by ``font.size / the theme's font.size``; a changed
+    size of :data:`FONT_KEYS` is kept as set."""
+    active = _ACTIVE.get()
+    context, font_scale = active or (DEFAULT_CONTEXT, DEFAULT_FONT_SCALE)
+    reference = {**matplotlib.rcParamsDefault, **(_rc(context, font_scale) if active else {})}
+    current = matplotlib.rcParams
+    rc = _rc(context, font_scale * float(current["font.size"]) / float(reference["font.size"]))
+    rc.update({key: current[key] for key in FONT_KEYS if current[key] != reference[key]})
+    return rc
 
 
 def themed(func: F) -> F:
-    """Decorator: run a plotting function inside :func:`theme`."""
+    """Decorator: run a plotting function inside the enclosing :func:`theme`
+    (the default one when there is none), keeping the text sizes of an
+    enclosing ``rc_context`` (see :func:`_enclosing_rc`)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with theme():
+        with plt.rc_context(_enclosing_rc()):
             return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
