@@ -187,7 +187,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
                                                   "pseudo_acc") if k in run.metrics}
             print(json.dumps(shown, indent=2, default=str))
             if run.path is not None:
-                print(f"run stored in {run.path}")
+                from mixviz.ioutil import shown_path
+
+                print(f"run stored in {shown_path(run.path)}")
     finally:
         if distributed:
             import torch.distributed as dist

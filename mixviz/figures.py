@@ -37,6 +37,7 @@ from typing import Any
 from mixviz import analysis
 from mixviz._validation import check_choice, check_positive
 from mixviz.analysis import MISMATCH_SHARE, MISMATCH_VISIBLE, method_name
+from mixviz.ioutil import shown_path
 from mixviz.report import SUMMARY_COLUMNS, results_table, summary, summary_markdown
 from mixviz.train import Run, TrainConfig
 
@@ -353,10 +354,10 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     runs = collect(args.preset, args.runs, jobs=args.jobs)
     print(f"runs ready in {time.perf_counter() - t0:.1f} s")
     written = make_figures(runs, args.out)
-    print(f"wrote {len(written)} files to {Path(args.out).resolve()}:")
+    print(f"wrote {len(written)} files to {shown_path(args.out)}:")
     for path in written.values():
         size = path.stat().st_size / 1024
-        print(f"  {path}  ({size:.0f} KB)")
+        print(f"  {shown_path(path)}  ({size:.0f} KB)")
     print(f"total {time.perf_counter() - t0:.1f} s")
     return 0
 

@@ -151,7 +151,9 @@ def test_command_writes_every_named_file(tiny, tmp_path, monkeypatch, capsys):
     assert {r["kind"] for r in s["saliency"]} == {"baseline", "static", "dynamic", "DM"}
     assert "## Label mismatch per policy" in (out / "summary.md").read_text()
     printed = capsys.readouterr().out
-    assert str(out.resolve()) in printed and "loaded" in printed
+    from mixviz.ioutil import shown_path
+
+    assert f"to {shown_path(out)}:" in printed and "loaded" in printed
     assert not list(out.glob(".*tmp"))   # atomic writes leave no temporary files
 
 
