@@ -104,7 +104,7 @@ def _draw_counts(ax: plt.Axes, bins: pd.DataFrame) -> None:
 
 @themed
 def reliability_diagrams(bins: Mapping[str, pd.DataFrame], ece: Mapping[str, float],
-                         ncols: int | None = None) -> Figure:
+                         ncols: int | None = None, counts: bool = True) -> Figure:
     """One reliability diagram per method, with its ECE.
 
     Each method gets a diagram (blue bars: accuracy of the predictions whose
@@ -124,9 +124,11 @@ def reliability_diagrams(bins: Mapping[str, pd.DataFrame], ece: Mapping[str, flo
             the bin below it (see :func:`display_bins`).
         ece: ``{method: ECE}`` as a fraction in [0, 1], for every method of ``bins``.
         ncols: methods per row (default: up to 4).
+        counts: draw the share of samples per bin under each diagram (False:
+            the diagrams only, e.g. for a slide).
 
     Returns:
-        The figure: two axes per method (diagram, then counts).
+        The figure: two axes per method (diagram, then counts), one without counts.
     """
     check_mapping("bins", bins)
     check_mapping("ece", ece)
@@ -135,22 +137,28 @@ def reliability_diagrams(bins: Mapping[str, pd.DataFrame], ece: Mapping[str, flo
     values = {key: check_fraction(f"ece[{key!r}]", ece[key]) for key in bins}
     if ncols is not None:
         check_int("ncols", ncols)
+    if not isinstance(counts, bool):
+        raise TypeError(f"counts must be True or False, got {type(counts).__name__}")
     n = len(checked)
     rows, cols = grid_shape(n, ncols)
-    fig = plt.figure(figsize=(3.3 * cols + 0.4, 4.4 * rows + 0.8), layout="constrained")
-    grid = fig.add_gridspec(2 * rows, cols, height_ratios=[3, 1] * rows)
+    fig = plt.figure(figsize=(3.3 * cols + 0.4, (4.4 if counts else 3.6) * rows + 0.8), layout="constrained")
+    per = 2 if counts else 1
+    grid = fig.add_gridspec(per * rows, cols, height_ratios=[3, 1] * rows if counts else None)
     for i, (key, frame) in enumerate(checked.items()):
         r, c = divmod(i, cols)
-        top = fig.add_subplot(grid[2 * r, c])
-        bottom = fig.add_subplot(grid[2 * r + 1, c], sharex=top)
+        top = fig.add_subplot(grid[per * r, c])
         _draw_diagram(top, frame)
-        _draw_counts(bottom, frame)
         top.set_title(f"{key}\nECE = {100 * values[key]:.2f} %")
-        top.tick_params(labelbottom=False)
+        bottom = top
+        if counts:
+            bottom = fig.add_subplot(grid[2 * r + 1, c], sharex=top)
+            _draw_counts(bottom, frame)
+            top.tick_params(labelbottom=False)
         bottom.set_xlabel("confidence (top class probability)")
         if c == 0:
             top.set_ylabel("accuracy in bin")
-            bottom.set_ylabel("% of samples")
+            if counts:
+                bottom.set_ylabel("% of samples")
     handles = [Patch(facecolor=ACC_COLOR, edgecolor="white", label="accuracy"),
                Patch(facecolor=GAP_OVER, edgecolor=GAP_COLOR, hatch=GAP_HATCH,
                      label="gap: confidence above accuracy (over-confident)"),

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from mixviz.viz._common import (check_frame, check_int, check_mapping, grid_shape, hide_unused, history_values,
                                 integer_epochs, new_figure)
-from mixviz.viz.style import line_styles, metric_label, themed
+from mixviz.viz.style import line_styles, markevery, metric_label, themed
 
 __all__ = ["training_curves", "check_histories"]
 
@@ -62,7 +62,7 @@ def training_curves(histories: Mapping[str, pd.DataFrame], metrics: Sequence[str
     for ax, metric in zip(axes.ravel(), metrics):
         for key, frame in histories.items():
             epochs, values = history_values(f"histories[{key!r}]", frame, metric)
-            ax.plot(epochs, values, label=key, **styles[key])
+            ax.plot(epochs, values, label=key, markevery=markevery(len(epochs)), **styles[key])
         ax.set_title(metric_label(metric))
         ax.set_ylabel(metric_label(metric))
         ax.set_xlabel("epoch")

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mixviz.viz._common import check_frame, check_mapping, history_values, integer_epochs, new_figure
-from mixviz.viz.style import line_styles, metric_label, themed
+from mixviz.viz.style import line_styles, markevery, metric_label, themed
 
 __all__ = ["memorisation_curves", "seed_band"]
 
@@ -75,7 +75,7 @@ def memorisation_curves(histories: Mapping[str, Sequence[pd.DataFrame]],
         for key, runs in histories.items():
             epochs, mean, half, n = seed_band(runs, metric)
             seeds.add(n)
-            ax.plot(epochs, mean, label=key, **styles[key])
+            ax.plot(epochs, mean, label=key, markevery=markevery(len(epochs)), **styles[key])
             if n > 1:
                 ax.fill_between(epochs, mean - half, mean + half, color=styles[key]["color"], alpha=0.15,
                                 linewidth=0)

@@ -15,7 +15,7 @@ from mixviz.viz._common import (check_frame, check_fractions, history_values, in
                                 method_labels, new_figure)
 from mixviz.stats import ILLUSTRATION
 from mixviz.viz.curves import check_histories
-from mixviz.viz.style import line_styles, method_colors, themed
+from mixviz.viz.style import line_styles, markevery, method_colors, themed
 
 __all__ = ["mixed_accuracy_plot", "final_mixed_accuracy"]
 
@@ -114,7 +114,7 @@ def mixed_accuracy_plot(histories: Mapping[str, pd.DataFrame], final: pd.DataFra
     for ax, (col, label) in zip(axes[0], TOPK):
         for key, frame in histories.items():
             epochs, values = history_values(f"histories[{key!r}]", frame, col)
-            ax.plot(epochs, values, label=key, **styles[key])
+            ax.plot(epochs, values, label=key, markevery=markevery(len(epochs)), **styles[key])
         ax.set_ylim(0, 102)
         ax.set_xlabel("epoch")
         integer_epochs(ax)

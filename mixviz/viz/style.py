@@ -18,7 +18,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-__all__ = ["theme", "themed", "method_colors", "method_style", "line_styles", "MethodStyle", "FAMILY_TONES",
+__all__ = ["theme", "themed", "method_colors", "method_style", "line_styles", "markevery", "MethodStyle", "FAMILY_TONES",
            "FAMILY_LABELS", "DM_HATCH", "KIND_MARKERS", "METRIC_LABELS", "PERCENT_METRICS",
            "metric_label"]
 
@@ -186,9 +186,10 @@ class MethodStyle:
         return self.hatch is not None
 
     def line(self) -> dict[str, Any]:
-        """Keyword arguments of ``ax.plot`` for this method's curve (about ten markers along it)."""
-        return {"color": self.color, "linestyle": self.linestyle, "marker": self.marker, "markevery": 0.15,
-                "markersize": 5.5, "linewidth": 1.8}
+        """Keyword arguments of ``ax.plot`` for this method's curve (with
+        ``markevery=markevery(len(x))``: markers on a long curve would hide it)."""
+        return {"color": self.color, "linestyle": self.linestyle, "marker": self.marker, "markersize": 5.5,
+                "linewidth": 1.8}
 
     def legend_label(self) -> str:
         """The family's name, with '+ DM loss' for DM: the legend entry of a bar drawn in this style."""
@@ -226,6 +227,11 @@ def method_style(method: str, kinds: Mapping[str, str] | None = None) -> MethodS
     marker = POLICY_MARKERS[order.index(policy) % len(POLICY_MARKERS)] if policy in order else POLICY_MARKERS[-1]
     return MethodStyle(family=family, color=tone, family_color=tones[0], marker=marker,
                        linestyle=LOSS_LINESTYLES.get(loss, "-"), hatch=DM_HATCH if loss == "dm" else None)
+
+
+def markevery(points: int) -> int:
+    """A marker on every k-th of ``points`` points: about eight along a curve, every point on a short one."""
+    return max(1, round(points / 8))
 
 
 def line_styles(names: Sequence[str]) -> dict[str, dict[str, Any]]:
