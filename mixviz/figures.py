@@ -362,6 +362,18 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """--preset, --runs and --jobs: which runs a drawing command collects (:func:`collect`) and how it trains
+    the missing ones (``mixviz figures`` and ``mixviz slides``)."""
+    p.add_argument("--preset", default="quick", choices=figure_presets(),
+                   help="quick: a few minutes on a CPU (40 %% noisy labels; 4 seeds of none+ce and mixup); full: "
+                        "5 seeds of every method. Default: %(default)s")
+    p.add_argument("--runs", default=None, help="root of the run store (default runs/ or $MIXVIZ_RUNS)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="worker processes that train the missing runs (each with threads/jobs threads). Default: 2 "
+                        "on a CPU-only machine with two or more cores, else 1")
+
+
 def register_command(sub: Any) -> None:
     p = sub.add_parser(
         "figures", help="train what is missing and write every picture and its numbers",
@@ -371,12 +383,6 @@ def register_command(sub: Any) -> None:
                     "mismatch, saliency, training curves, method comparison and, with noisy labels, memorisation) "
                     "and summary.md / summary.json with the numbers behind them (means with 95 % intervals over "
                     "seeds, paired differences).")
-    p.add_argument("--preset", default="quick", choices=figure_presets(),
-                   help="quick: a few minutes on a CPU (40 %% noisy labels; 4 seeds of none+ce and mixup); full: "
-                        "5 seeds of every method. Default: %(default)s")
+    add_run_arguments(p)
     p.add_argument("--out", default="figures", help="output directory. Default: %(default)s")
-    p.add_argument("--runs", default=None, help="root of the run store (default runs/ or $MIXVIZ_RUNS)")
-    p.add_argument("--jobs", type=int, default=None,
-                   help="worker processes that train the missing runs (each with threads/jobs threads). Default: 2 "
-                        "on a CPU-only machine with two or more cores, else 1")
     p.set_defaults(func=_cmd_figures)

@@ -208,7 +208,7 @@ def _cmd_slides(args: argparse.Namespace) -> int:
 
 
 def register_command(sub: Any) -> None:
-    from mixviz.figures import figure_presets
+    from mixviz.figures import add_run_arguments
 
     p = sub.add_parser(
         "slides", help="write a 16:9 PDF deck of the pictures a lecturer shows",
@@ -216,9 +216,6 @@ def register_command(sub: Any) -> None:
                     "and write a 16:9 PDF deck: memorisation of noisy labels, decision boundaries, the gradients "
                     "of mixup CE and DM, calibration before and after temperature scaling, and the mixed samples; "
                     "one picture a page, at most 4 panels, text at least 18 pt on a 1920 x 1080 page.")
-    p.add_argument("--preset", default="quick", choices=figure_presets(), help="Default: %(default)s")
+    add_run_arguments(p)
     p.add_argument("--out", default="figures/slides.pdf", help="the PDF to write. Default: %(default)s")
-    p.add_argument("--runs", default=None, help="root of the run store (default runs/ or $MIXVIZ_RUNS)")
-    p.add_argument("--jobs", type=int, default=None,
-                   help="worker processes that train the missing runs. Default: as mixviz figures")
     p.set_defaults(func=_cmd_slides)

@@ -514,3 +514,8 @@ def test_temperature_scaling_of_trained_runs(tiny):
         assert row.ece == pytest.approx(run.metrics["ece"], abs=1e-6) and row.nll == pytest.approx(run.metrics["nll"],
                                                                                                   abs=1e-5)
         assert 0 < row.temperature and 0 <= row.ece_scaled <= 1
+    # the reliability bins after scaling (the slides' calibration page) come from the same cross-fitted predictions
+    bins, ece = analysis.scaled_calibration(tiny["clutter"], test.images, test.labels)
+    assert list(ece) == list(table["model"])
+    assert [ece[m] for m in ece] == pytest.approx(table["ece_scaled"].tolist(), abs=1e-9)
+    assert all(int(b["count"].sum()) == len(test.labels) for b in bins.values())
