@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PRESET ?= quick
 
-.PHONY: setup demo test test-fast figures compare bench doctor lab notebooks clean
+.PHONY: setup demo test test-fast figures slides compare bench doctor lab notebooks clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,10 @@ $(STAMP): requirements.txt pyproject.toml
 # Trains the quick comparison on offline data (cached in runs/) and writes figures/.
 demo: setup
 	$(PY) -m mixviz figures --preset $(PRESET) --out figures --jobs 2
+
+# A 16:9 PDF deck for a lecture (figures/slides.pdf) from the runs of `make demo` (trained once if missing).
+slides: setup
+	$(PY) -m mixviz slides --preset $(PRESET) --out figures/slides.pdf --jobs 2
 
 # The whole suite, notebooks included; it runs `mixviz doctor --quick --device cpu` once
 # (tests/test_doctor.py::test_quick_doctor_passes_on_this_cpu).

@@ -1,4 +1,4 @@
-"""The ``mixviz`` command: ``mixviz train | reproduce | compare | figures | bench | doctor``.
+"""The ``mixviz`` command: ``mixviz train | reproduce | compare | figures | slides | bench | doctor``.
 
 ``mixviz --help`` and ``mixviz --version`` answer at once: they import
 neither torch nor pandas.  A command's own parser (and the modules behind
@@ -22,6 +22,7 @@ COMMANDS = {
     "reproduce": "train cells of a committed comparison again and check that its claims hold",
     "compare": "train a grid of regimes x methods x seeds and tabulate the results",
     "figures": "train what is missing and write every picture and its numbers",
+    "slides": "write a 16:9 PDF deck of the pictures a lecturer shows",
     "bench": "time the training step of every method on this machine",
     "doctor": "check that this install works on this machine, and how fast it trains",
 }
@@ -187,7 +188,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
                                                   "pseudo_acc") if k in run.metrics}
             print(json.dumps(shown, indent=2, default=str))
             if run.path is not None:
-                print(f"run stored in {run.path}")
+                from mixviz.ioutil import shown_path
+
+                print(f"run stored in {shown_path(run.path)}")
     finally:
         if distributed:
             import torch.distributed as dist

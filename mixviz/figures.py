@@ -37,6 +37,7 @@ from typing import Any
 from mixviz import analysis
 from mixviz._validation import check_choice, check_positive
 from mixviz.analysis import MISMATCH_SHARE, MISMATCH_VISIBLE, method_name
+from mixviz.ioutil import shown_path
 from mixviz.report import SUMMARY_COLUMNS, results_table, summary, summary_markdown
 from mixviz.train import Run, TrainConfig
 
@@ -353,12 +354,24 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     runs = collect(args.preset, args.runs, jobs=args.jobs)
     print(f"runs ready in {time.perf_counter() - t0:.1f} s")
     written = make_figures(runs, args.out)
-    print(f"wrote {len(written)} files to {Path(args.out).resolve()}:")
+    print(f"wrote {len(written)} files to {shown_path(args.out)}:")
     for path in written.values():
         size = path.stat().st_size / 1024
-        print(f"  {path}  ({size:.0f} KB)")
+        print(f"  {shown_path(path)}  ({size:.0f} KB)")
     print(f"total {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """--preset, --runs and --jobs: which runs a drawing command collects (:func:`collect`) and how it trains
+    the missing ones (``mixviz figures`` and ``mixviz slides``)."""
+    p.add_argument("--preset", default="quick", choices=figure_presets(),
+                   help="quick: a few minutes on a CPU (40 %% noisy labels; 4 seeds of none+ce and mixup); full: "
+                        "5 seeds of every method. Default: %(default)s")
+    p.add_argument("--runs", default=None, help="root of the run store (default runs/ or $MIXVIZ_RUNS)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="worker processes that train the missing runs (each with threads/jobs threads). Default: 2 "
+                        "on a CPU-only machine with two or more cores, else 1")
 
 
 def register_command(sub: Any) -> None:
@@ -370,12 +383,6 @@ def register_command(sub: Any) -> None:
                     "mismatch, saliency, training curves, method comparison and, with noisy labels, memorisation) "
                     "and summary.md / summary.json with the numbers behind them (means with 95 % intervals over "
                     "seeds, paired differences).")
-    p.add_argument("--preset", default="quick", choices=figure_presets(),
-                   help="quick: a few minutes on a CPU (40 %% noisy labels; 4 seeds of none+ce and mixup); full: "
-                        "5 seeds of every method. Default: %(default)s")
+    add_run_arguments(p)
     p.add_argument("--out", default="figures", help="output directory. Default: %(default)s")
-    p.add_argument("--runs", default=None, help="root of the run store (default runs/ or $MIXVIZ_RUNS)")
-    p.add_argument("--jobs", type=int, default=None,
-                   help="worker processes that train the missing runs (each with threads/jobs threads). Default: 2 "
-                        "on a CPU-only machine with two or more cores, else 1")
     p.set_defaults(func=_cmd_figures)

@@ -208,3 +208,38 @@ def _unsafe_globals(path: Path, err: Exception) -> list[str]:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
+def repository_root(start: str | os.PathLike | None = None) -> Path | None:
+    """The nearest folder at or above ``start`` (default: the current
+    directory) that holds ``pyproject.toml`` or ``.git``: the repository a
+    user works in, or None outside any."""
+    here = Path.cwd() if start is None else Path(start)
+    for folder in (here.resolve(), *here.resolve().parents):
+        if (folder / "pyproject.toml").is_file() or (folder / ".git").exists():
+            return folder
+    return None
+
+
+def shown_path(path: str | os.PathLike, start: str | os.PathLike | None = None) -> str:
+    """``path`` as printed for a reader (and kept in a notebook's output):
+    relative to ``start`` (default: the current directory) when it lies
+    inside ``start`` or inside the repository that holds ``start``
+    (``runs/x`` from the root, ``../runs/x`` from ``notebooks/``), so that the
+    output does not carry the folders of the machine that made it; else
+    under ``~`` when in the home folder; else absolute.
+
+    >>> shown_path("/tmp/a/b.png", start="/tmp/a")
+    'b.png'
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    here = (Path.cwd() if start is None else Path(start)).resolve()
+    target = Path(os.path.abspath(Path(path).expanduser()))
+    for base in (here, repository_root(here)):
+        if base is not None and target.is_relative_to(base):
+            return os.path.relpath(target, here)
+    home = Path.home()
+    if target.is_relative_to(home):
+        return str(Path("~") / target.relative_to(home))
+    return str(target)

@@ -170,8 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no such notebook in notebooks/: {', '.join(missing)}")
     failed = 0
     if not args.check:
+        from mixviz.ioutil import shown_path
+
         runs = Path(args.runs).resolve()
-        os.environ.update(MIXVIZ_PRESET=args.preset, MIXVIZ_RUNS=str(runs))
+        # the kernels run in notebooks/: the run store as seen from there (../runs), so that the stored outputs do
+        # not carry the folders of the machine that executed them
+        os.environ.update(MIXVIZ_PRESET=args.preset, MIXVIZ_RUNS=shown_path(runs, start=NB_DIR))
         os.environ.pop("MPLBACKEND", None)  # the kernels draw inline
         t0 = time.perf_counter()
         for path in chosen:

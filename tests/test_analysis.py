@@ -164,9 +164,36 @@ def test_mix_at_lam_mask_policies(policy):
     torch.testing.assert_close(m.lam, m.mask.mean((1, 2, 3)))
     if policy == "fmix":  # exactly round(lam H W) pixels from a
         assert torch.equal(m.lam, torch.full((6,), round(0.75 * 1024) / 1024))
-    if policy == "cutmix":  # a box of side sqrt(0.25) * 32 = 16, possibly clipped at the border
-        assert bool((m.lam >= 0.75 - 1e-6).all()) and bool((m.lam <= 1.0).all())
-        assert bool(torch.isclose(m.lam, torch.tensor(0.75)).any())
+    if policy == "cutmix":  # a box of side sqrt(0.25) * 32 = 16 that fits inside the image: exactly 0.75
+        assert torch.equal(m.lam, torch.full((6,), 0.75))
+
+
+@pytest.mark.parametrize("size, tol", [(16, 0.03), (64, 0.01)])
+@pytest.mark.parametrize("lam", [0.25, 0.5, 0.75])
+def test_mix_at_lam_cutmix_shows_the_requested_share(size, tol, lam):
+    """The fixed-lam CutMix of the pictures fits its box inside the image, so
+    the share of a shown is the lam asked for (the training box is clipped at
+    the border: at lam = 0.25 it showed 0.53-0.57 of a on 64 px images)."""
+    x, y = _images(b=32, size=size)
+    m = analysis.mix_at_lam("cutmix", x, y, lam)
+    assert float((m.lam - lam).abs().max()) <= tol
+    torch.testing.assert_close(m.lam, m.mask.mean((1, 2, 3)))
+    box = m.mask[:, 0] == 0  # one rectangle from the partner, wholly inside
+    rows, cols = box.any(2), box.any(1)
+    assert torch.equal(box.sum((1, 2)), rows.sum(1) * cols.sum(1))
+    assert len(set(m.lam.tolist())) == 1 and len({tuple(r.nonzero()[[0, -1], 0].tolist()) for r in rows}) > 1
+
+
+def test_fitted_box_mask_extremes_and_the_training_box_unchanged():
+    from mixviz.analysis.mixed import fitted_box_mask
+
+    lam = torch.tensor([0.0, 1.0, 0.5])
+    m = fitted_box_mask(lam, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert m.shape == (3, 1, 16, 16)
+    assert float(m[0].sum()) == 0.0 and float(m[1].min()) == 1.0 and abs(float(m[2].mean()) - 0.5) <= 1 / 32
+    # the training policy keeps the authors' clipped box: at lam = 0.25 it shows more of a on average
+    train = mixing.box_mask(torch.full((256,), 0.25), 64, 64, generator=torch.Generator().manual_seed(0))
+    assert float(train.mean()) > 0.35
 
 
 def test_mix_at_lam_fixed_policies_and_errors():
@@ -487,3 +514,8 @@ def test_temperature_scaling_of_trained_runs(tiny):
         assert row.ece == pytest.approx(run.metrics["ece"], abs=1e-6) and row.nll == pytest.approx(run.metrics["nll"],
                                                                                                   abs=1e-5)
         assert 0 < row.temperature and 0 <= row.ece_scaled <= 1
+    # the reliability bins after scaling (the slides' calibration page) come from the same cross-fitted predictions
+    bins, ece = analysis.scaled_calibration(tiny["clutter"], test.images, test.labels)
+    assert list(ece) == list(table["model"])
+    assert [ece[m] for m in ece] == pytest.approx(table["ece_scaled"].tolist(), abs=1e-9)
+    assert all(int(b["count"].sum()) == len(test.labels) for b in bins.values())

@@ -151,7 +151,9 @@ def test_command_writes_every_named_file(tiny, tmp_path, monkeypatch, capsys):
     assert {r["kind"] for r in s["saliency"]} == {"baseline", "static", "dynamic", "DM"}
     assert "## Label mismatch per policy" in (out / "summary.md").read_text()
     printed = capsys.readouterr().out
-    assert str(out.resolve()) in printed and "loaded" in printed
+    from mixviz.ioutil import shown_path
+
+    assert f"to {shown_path(out)}:" in printed and "loaded" in printed
     assert not list(out.glob(".*tmp"))   # atomic writes leave no temporary files
 
 
@@ -162,3 +164,44 @@ def test_clutter_config_picks_method_and_seed():
     assert figures.clutter_config("full", "cutmix+dm", seed=2).seed == 2
     with pytest.raises(ValueError, match="method"):
         figures.clutter_config("quick", "cutmix+nope")
+
+
+def _pdf_pages(pdf: bytes) -> list[tuple[float, float]]:
+    """(width, height) in points of every page of a PDF that matplotlib wrote."""
+    import re
+
+    boxes = re.findall(rb"/MediaBox\s*\[\s*0\s+0\s+([\d.]+)\s+([\d.]+)\s*\]", pdf)
+    return [(float(w), float(h)) for w, h in boxes]
+
+
+def test_slides_deck_from_tiny_runs(tiny, tmp_path, monkeypatch, capsys):
+    """mixviz slides: a 16:9 PDF, one picture a page, at most 4 panels, text >= 18 pt on the page."""
+    from matplotlib.text import Text
+
+    from mixviz import cli, slides
+
+    monkeypatch.setitem(experiments.PRESETS, TINY.name, TINY)
+    monkeypatch.setattr(figures, "TOY_BASE", TINY_TOY)
+    pages = slides.slides(tiny["runs"])
+    titles = [p.title for p in pages]
+    for wanted in ("memorisation", "decision boundaries: moons", "gradients of mixup CE and DM",
+                   "calibration before and after temperature scaling", "mixed samples"):
+        assert any(wanted in t for t in titles), (wanted, titles)
+    for page in pages:
+        fig = page.figure
+        assert tuple(fig.get_size_inches()) == slides.PAGE_INCHES
+        assert 1 <= page.panels <= slides.MAX_PANELS, page.title
+        fig.canvas.draw()
+        sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text() and t.get_visible()]
+        assert min(sizes) >= slides.MIN_FONT_PT, page.title
+    for page in pages:
+        matplotlib.pyplot.close(page.figure)
+    out = tmp_path / "deck" / "slides.pdf"
+    assert cli.main(["slides", "--preset", TINY.name, "--out", str(out), "--runs", str(tiny["root"])]) == 0
+    pdf = out.read_bytes()
+    assert pdf[:5] == b"%PDF-"
+    sizes = _pdf_pages(pdf)
+    assert len(sizes) == len(pages) >= 6
+    assert all(abs(w / h - 16 / 9) < 1e-3 and w == 72 * slides.PAGE_INCHES[0] for w, h in sizes)
+    assert "slides to" in capsys.readouterr().out
+    assert not list(out.parent.glob(".*tmp"))

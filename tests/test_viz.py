@@ -21,7 +21,6 @@ from torch import nn  # noqa: E402
 from mixviz import metrics, viz  # noqa: E402
 from mixviz.mixing.batch import MixedBatch  # noqa: E402
 from mixviz.viz import style  # noqa: E402
-from mixviz.viz.comparison import KIND_COLORS  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -95,6 +94,104 @@ def test_theme_leaves_global_settings_unchanged():
     assert {k for k in before if before[k] != after[k]} == set()
 
 
+def _text_sizes(fig: Figure) -> dict[str, float]:
+    """Size (pt) of every visible text of ``fig`` after drawing, by its text."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    return {t.get_text(): t.get_fontsize() for t in fig.findobj(Text) if t.get_text() and t.get_visible()}
+
+
+def test_an_enclosing_theme_or_rc_context_sets_the_text_size():
+    """Projector mode: one line makes every picture's text bigger."""
+    default = _text_sizes(viz.training_curves({"m": _history()}))
+    with viz.theme("talk", font_scale=1.6):
+        talk = _text_sizes(viz.training_curves({"m": _history()}))
+    with plt.rc_context({"font.size": 20}):
+        big = _text_sizes(viz.training_curves({"m": _history()}))
+    with plt.rc_context({"axes.titlesize": 31}):
+        titled = _text_sizes(viz.training_curves({"m": _history()}))
+    plt.close("all")
+    words = {k for k in default if not k.replace(".", "").replace("−", "").isdigit()}  # titles, labels, legend
+    assert len(words) >= 4 and words <= set(talk) and words <= set(big)
+    assert all(talk[k] > 1.5 * default[k] for k in words), (default, talk)
+    assert all(big[k] > 1.5 * default[k] for k in words), (default, big)
+    assert min(talk.values()) > max(default.values())  # tick labels too
+    assert max(titled.values()) == 31 and min(titled.values()) == min(default.values())
+    assert _text_sizes(viz.training_curves({"m": _history()})) == default  # nothing leaks out of the blocks
+    with pytest.raises(ValueError, match="context"):
+        with viz.theme("huge"):
+            pass
+
+
+def _look(artist) -> tuple:
+    """Face colour, edge colour and hatch of a patch, as a legend entry must show them."""
+    return (matplotlib.colors.to_hex(artist.get_facecolor(), keep_alpha=True),
+            matplotlib.colors.to_hex(artist.get_edgecolor(), keep_alpha=True), artist.get_hatch())
+
+
+def _legend_patches(legend) -> list:
+    return [h for h in legend.legend_handles if isinstance(h, matplotlib.patches.Patch)]
+
+
+def test_reliability_legend_shows_the_colours_drawn():
+    """The gap over the accuracy bars (under-confident) and above them
+    (over-confident) each have their legend entry, in the colour drawn."""
+    bins = pd.DataFrame({"bin_lower": [0.0, 0.5], "bin_upper": [0.5, 1.0], "confidence": [0.3, 0.9],
+                         "accuracy": [0.45, 0.7], "count": [10, 10]})
+    fig = viz.reliability_diagrams({"m": bins}, {"m": 0.2})
+    drawn = {_look(p) for p in fig.axes[0].patches}
+    handles = _legend_patches(fig.legends[0])
+    assert len(handles) == 3 and {_look(h) for h in handles} <= drawn
+    assert len(drawn) == 3  # accuracy, gap above, gap inside: no colour the legend does not name
+    plt.close(fig)
+
+
+def test_method_bars_legend_shows_the_colours_drawn():
+    results = _results()
+    single = results[(results.policy == "mixup") & (results.seed > 0)].index  # mixup on one seed: hollow
+    fig = viz.method_bars(results.drop(index=single), metric="test_acc", kinds=KINDS)
+    ax = fig.axes[0]
+    drawn = {_look(p) for p in ax.patches}
+    handles = _legend_patches(fig.legends[0])
+    assert {_look(h) for h in handles} == drawn
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert {"no mixing", "static mixing + DM loss", "dynamic mixing"} <= set(labels)
+    assert any("static mixing (" in t for t in labels)  # the hollow bar has its own entry
+    grey = matplotlib.colors.to_hex(ax.patches[[t.get_text() for t in ax.get_yticklabels()].index("none+ce")]
+                                    .get_facecolor())
+    assert grey == style.FAMILY_TONES["baseline"][0]  # plain training is not drawn as a static method
+    plt.close(fig)
+
+
+def test_method_styles_one_map():
+    s = {m: style.method_style(m) for m in ("none+ce", "mixup+mixup_ce", "mixup+dm", "cutmix+mixup_ce",
+                                             "puzzlemix+mixup_ce", "average+midpoint")}
+    assert s["none+ce"].family == "baseline" and s["puzzlemix+mixup_ce"].family == "dynamic"
+    assert s["mixup+dm"].color == s["mixup+mixup_ce"].color and s["mixup+dm"].hatch == style.DM_HATCH
+    assert s["mixup+dm"].linestyle != s["mixup+mixup_ce"].linestyle
+    assert s["cutmix+mixup_ce"].family_color == s["mixup+mixup_ce"].family_color
+    looks = {(v.color, v.marker, v.linestyle) for v in s.values()}
+    assert len(looks) == len(s) and len({v.marker for k, v in s.items() if k != "mixup+dm"}) == len(s) - 1
+    assert s["average+midpoint"].family == "midpoint"
+
+
+def test_memorisation_lines_differ_in_grayscale():
+    """mixup, CutMix and PuzzleMix lines differ by marker (and DM by line style), not by colour alone."""
+    h = _history()
+    h = h.assign(memorised=0.1, still_right=0.5)
+    names = ["none+ce", "mixup+mixup_ce", "mixup+dm", "cutmix+mixup_ce", "puzzlemix+mixup_ce"]
+    fig = viz.memorisation_curves({n: [h] for n in names})
+    lines = fig.axes[0].get_lines()
+    assert [ln.get_label() for ln in lines] == names
+    assert len({(ln.get_marker(), ln.get_linestyle()) for ln in lines}) == len(names)
+    legend = {t.get_text(): h for t, h in zip(fig.legends[0].get_texts(), fig.legends[0].legend_handles)}
+    for ln in lines:
+        assert (legend[ln.get_label()].get_color(), legend[ln.get_label()].get_marker()) == \
+            (ln.get_color(), ln.get_marker())
+    plt.close(fig)
+
+
 def test_method_colors_are_stable_and_distinct():
     a = viz.method_colors(["x", "y", "z"])
     b = viz.method_colors(["x", "y", "z"])
@@ -125,6 +222,21 @@ def test_save_rejects_bad_arguments(tmp_path):
 
 
 # --------------------------------------------------------------------------- mixed-sample gallery
+
+
+def test_gallery_titles_a_fixed_lam_column_with_the_measured_share():
+    from mixviz import analysis
+
+    x, y = _images(size=16)
+    batches = {"cutmix, λ = 0.25": analysis.mix_at_lam("cutmix", x, y, 0.25),
+               "drawn": analysis.fixed_mixed_batch("cutmix", x, y, seed=3)}
+    fig = viz.mixed_samples_gallery(batches, n=3)
+    share = float(batches["cutmix, λ = 0.25"].mask[:3].mean())
+    assert abs(share - 0.25) <= 0.03
+    titles = [ax.get_title() for ax in fig.axes]
+    assert f"cutmix, λ = 0.25\npixels from a: {share:.2f}" in titles
+    assert "drawn" in titles  # Beta draws differ per row: no single share to name
+    plt.close(fig)
 
 
 def test_soft_label_text():
@@ -396,7 +508,7 @@ def test_method_comparison_means_and_kind_markers():
     assert len(fig.axes) == 1
     ax = fig.axes[0]
     summary = viz.method_summary(results, ["sec_per_epoch", "test_acc"], KINDS)
-    assert summary["kind"].tolist() == ["static", "static", "DM loss", "dynamic"]
+    assert summary["kind"].tolist() == ["baseline", "static", "DM loss", "dynamic"]
     lines = [c.lines[0] for c in ax.containers]
     assert [c.get_label() for c in ax.containers] == summary["method"].tolist()
     for line, row in zip(lines, summary.itertuples()):
@@ -412,7 +524,7 @@ def test_method_comparison_means_and_kind_markers():
 def test_method_comparison_default_kinds_come_from_the_registry():
     pytest.importorskip("mixviz.mixing.registry")
     summary = viz.method_summary(_results(), ["test_acc"])
-    assert summary["kind"].tolist() == ["static", "static", "DM loss", "dynamic"]
+    assert summary["kind"].tolist() == ["baseline", "static", "DM loss", "dynamic"]
 
 
 def test_method_bars_sorted_means_coloured_by_kind():
@@ -426,7 +538,10 @@ def test_method_bars_sorted_means_coloured_by_kind():
     np.testing.assert_allclose(widths, summary["test_acc"])
     assert [t.get_text() for t in ax.get_yticklabels()] == summary["method"].tolist()
     colors = [matplotlib.colors.to_hex(p.get_facecolor()) for p in bars]
-    assert colors == [KIND_COLORS[k] for k in summary["kind"]]
+    families = {"none+ce": "baseline", "mixup+mixup_ce": "static", "cutmix+dm": "static",
+                "puzzlemix+mixup_ce": "dynamic"}
+    assert colors == [style.FAMILY_TONES[families[m]][0] for m in summary["method"]]
+    assert [p.get_hatch() for p in bars] == [style.DM_HATCH if m == "cutmix+dm" else None for m in summary["method"]]
     # lower is better for ECE: the lowest mean is drawn last (on top)
     ece = viz.method_bars(results.assign(ece=results["mixed_top2"] / 2), metric="ece", kinds=KINDS).axes[0]
     ece_widths = [p.get_width() for p in ece.patches]

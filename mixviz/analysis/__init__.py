@@ -16,6 +16,7 @@ for ``(logits, features)``), which every function here takes.
 :func:`calibration`                reliability bins and ECE per model
 :func:`temperature_scaling`        ECE and NLL before and after temperature
                                    scaling (cross-fitted on the same set)
+:func:`scaled_calibration`         reliability bins and ECE after it
 :func:`mixed_accuracy`             Top-1 / Top-2 accuracy on a fixed mixed set
 :func:`visible_pair_accuracy`      Top-1 / Top-2 split by whether both mixed
                                    objects are visible
@@ -50,7 +51,8 @@ from mixviz.analysis._common import (EVAL_ALPHA, EVAL_POLICY, EVAL_SEED, MISMATC
 from mixviz.analysis.attribution import (SALIENCY_METHODS, saliency_by_kind, saliency_example, saliency_table,
                                          with_last_conv)
 from mixviz.analysis.evaluation import (boundary_grids, boundary_notes, calibration, logits_of, memorisation,
-                                        mismatch_reports, mixed_accuracy, temperature_scaling, visible_pair_accuracy)
+                                        mismatch_reports, mixed_accuracy, scaled_calibration, temperature_scaling,
+                                        visible_pair_accuracy)
 from mixviz.analysis.mixed import (LAM_POLICIES, dynamic_models, mixable_policies, fixed_mixed_batch, gallery_batches, mix_at_lam,
                                    pick_mixed_sample, visible_objects)
 
@@ -76,6 +78,7 @@ __all__ = [
     "pick_mixed_sample",
     "calibration",
     "temperature_scaling",
+    "scaled_calibration",
     "mixed_accuracy",
     "mismatch_reports",
     "visible_pair_accuracy",

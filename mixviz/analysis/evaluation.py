@@ -71,6 +71,49 @@ def calibration(models: Any, images: torch.Tensor, labels: torch.Tensor,
     return bins, ece
 
 
+def _cross_fitted(models: Any, images: torch.Tensor, labels: torch.Tensor, folds: int, seed: int, n_bins: int,
+                  logits_fn: Any) -> list[tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor, list[float]]]:
+    """Per model (after the argument checks): (entry, logits, labels, logits
+    scaled by the temperature fitted on the other folds, fold temperatures)."""
+    from mixviz import metrics
+
+    entries = named_models(models, allow_list=False, logits_fn=logits_fn)
+    check_inputs(images, labels)
+    check_positive("folds", folds, integer=True)
+    check_positive("n_bins", n_bins, integer=True)
+    n = labels.shape[0]
+    if not 2 <= folds <= n:
+        raise ValueError(f"folds must be between 2 and the number of samples ({n}), got {folds}")
+    parts = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).chunk(folds)
+    out = []
+    for m in entries:
+        logits, y = logits_of(m.module, images).float().cpu(), labels.cpu()
+        scaled = torch.empty_like(logits)
+        temps = []
+        for k, part in enumerate(parts):
+            rest = torch.cat([p for j, p in enumerate(parts) if j != k])
+            temps.append(metrics.fit_temperature(logits[rest], y[rest]))
+            scaled[part] = logits[part] / temps[-1]
+        out.append((m, logits, y, scaled, temps))
+    return out
+
+
+def scaled_calibration(models: Any, images: torch.Tensor, labels: torch.Tensor, *, folds: int = 2,
+                       seed: int = EVAL_SEED, n_bins: int = 15,
+                       logits_fn: Any = None) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+    """Reliability bins and ECE after temperature scaling, as :func:`calibration`
+    returns them before: the predictions cross-fitted exactly as in
+    :func:`temperature_scaling` (so each ECE is its ``ece_scaled``)."""
+    from mixviz import metrics
+
+    bins, ece = {}, {}
+    for m, _, y, scaled, _ in _cross_fitted(models, images, labels, folds, seed, n_bins, logits_fn):
+        probs = scaled.softmax(1)
+        bins[m.name] = metrics.reliability_bins(probs, y, n_bins)
+        ece[m.name] = metrics.expected_calibration_error(probs, y, n_bins)
+    return bins, ece
+
+
 def temperature_scaling(models: Any, images: torch.Tensor, labels: torch.Tensor, *, folds: int = 2,
                         seed: int = EVAL_SEED, n_bins: int = 15, logits_fn: Any = None) -> pd.DataFrame:
     """Calibration before and after temperature scaling, cross-fitted on one
@@ -92,25 +135,8 @@ def temperature_scaling(models: Any, images: torch.Tensor, labels: torch.Tensor,
 
     from mixviz import metrics
 
-    entries = named_models(models, allow_list=False, logits_fn=logits_fn)
-    check_inputs(images, labels)
-    check_positive("folds", folds, integer=True)
-    check_positive("n_bins", n_bins, integer=True)
-    n = labels.shape[0]
-    if not 2 <= folds <= n:
-        raise ValueError(f"folds must be between 2 and the number of samples ({n}), got {folds}")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    parts = order.chunk(folds)
     rows = []
-    for m in entries:
-        logits = logits_of(m.module, images).float().cpu()
-        y = labels.cpu()
-        scaled = torch.empty_like(logits)
-        temps = []
-        for k, part in enumerate(parts):
-            rest = torch.cat([p for j, p in enumerate(parts) if j != k])
-            temps.append(metrics.fit_temperature(logits[rest], y[rest]))
-            scaled[part] = logits[part] / temps[-1]
+    for m, logits, y, scaled, temps in _cross_fitted(models, images, labels, folds, seed, n_bins, logits_fn):
         lo, hi = metrics.TEMPERATURE_RANGE
         clipped = any(abs(t - lo) <= 1e-6 * lo or abs(t - hi) <= 1e-6 * hi for t in temps)
         rows.append({"model": m.name, "temperature": sum(temps) / len(temps), "clipped": clipped,

@@ -55,10 +55,49 @@ def fixed_mixed_batch(policy: str, images: torch.Tensor, labels: torch.Tensor, *
                    aux_loss=None if mixed.aux_loss is None else mixed.aux_loss.detach())
 
 
-def _mask_function(policy: str) -> Callable[..., torch.Tensor] | None:
-    from mixviz.mixing import box_mask, fourier_mask, gaussian_mask, grid_mask
+#: Box heights tried around ``sqrt(1 - lam) H`` by :func:`fitted_box_mask` (the one whose area is closest wins).
+BOX_SEARCH = 1
 
-    return {"cutmix": box_mask, "fmix": fourier_mask, "gridmix": grid_mask, "smoothmix": gaussian_mask}.get(policy)
+
+def fitted_box_mask(lam: torch.Tensor, height: int, width: int, *,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """CutMix-like masks [n, 1, H, W] whose box lies wholly inside the image,
+    so that the share of image a is the requested ``lam`` up to rounding.
+
+    The box from the partner covers ``(1 - lam) H W`` pixels: its height
+    ``h`` is the one of the ``2 BOX_SEARCH + 1`` whole numbers around
+    ``sqrt(1 - lam) H`` whose width ``w = round((1 - lam) H W / h)`` (at most
+    W) gives the area closest to ``(1 - lam) H W``, and its top-left corner is
+    uniform over the places where the whole box fits.  The realised share
+    ``1 - h w / (H W)`` is then within half a box row (``h / (2 H W)``, at
+    most one pixel row) of ``lam``.  This is for pictures at a chosen lam;
+    training uses :func:`mixviz.mixing.box_mask` (the authors' box, centred
+    anywhere and clipped at the border, so its realised share is larger than
+    its lam).
+    """
+    from mixviz.mixing.masks import _box_between
+
+    n = lam.shape[0]
+    target = (1.0 - lam.to(torch.float64).clamp(0.0, 1.0)) * height * width  # [n] pixels from the partner
+    ideal = torch.sqrt(target / (height * width)) * height
+    offsets = torch.arange(-BOX_SEARCH, BOX_SEARCH + 1, device=lam.device, dtype=torch.float64)
+    h = (ideal.round()[:, None] + offsets).clamp(1, height)  # [n, k] candidate heights
+    w = (target[:, None] / h).round().clamp(0, width)
+    err = (h * w - target[:, None]).abs() + 1e-6 * (h / height - w / width).abs()  # ties: the squarer box
+    best = err.argmin(dim=1, keepdim=True)
+    h, w = h.gather(1, best)[:, 0], w.gather(1, best)[:, 0]
+    h = torch.where(w > 0, h, torch.zeros_like(h))  # no pixels from the partner: no box
+    u = torch.rand((2, n), generator=generator, device=lam.device, dtype=torch.float64)
+    y1 = (u[0] * (height - h + 1)).floor().clamp(max=height - h)
+    x1 = (u[1] * (width - w + 1)).floor().clamp(max=width - w)
+    return _box_between(y1, y1 + h, x1, x1 + w, height, width)
+
+
+def _mask_function(policy: str) -> Callable[..., torch.Tensor] | None:
+    from mixviz.mixing import fourier_mask, gaussian_mask, grid_mask
+
+    return {"cutmix": fitted_box_mask, "fmix": fourier_mask, "gridmix": grid_mask,
+            "smoothmix": gaussian_mask}.get(policy)
 
 
 def mix_at_lam(policy: str, x: torch.Tensor, y: torch.Tensor, lam: float, *, seed: int = EVAL_SEED) -> MixedBatch:
@@ -67,10 +106,13 @@ def mix_at_lam(policy: str, x: torch.Tensor, y: torch.Tensor, lam: float, *, see
 
     Partners are ``index = randperm(B)`` from a generator seeded ``seed``.
     Mixup: ``inputs = lam x + (1 - lam) x[index]``.  Mask policies use the
-    policy's own mask function (:func:`mixviz.mixing.box_mask`,
-    ``fourier_mask``, ``grid_mask``, ``gaussian_mask``) at ``lam``:
+    policy's own mask function (``fourier_mask``, ``grid_mask``,
+    ``gaussian_mask``) at ``lam``, except CutMix, whose box is fitted inside
+    the image (:func:`fitted_box_mask`: the training box is clipped at the
+    border, which would show more of a than ``lam`` says):
     ``inputs = m x + (1 - m) x[index]`` and the returned lam is the mask
-    mean (the share of a actually shown).  ``average`` always has lam = 0.5
+    mean (the share of a actually shown; for CutMix within one pixel row of
+    ``lam``).  ``average`` always has lam = 0.5
     and ``none`` lam = 1.  Other policies (ResizeMix, the dynamic ones) draw
     their own geometry and are not supported: use :func:`fixed_mixed_batch`.
     """

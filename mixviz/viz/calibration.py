@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.colors import to_rgba
+from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
@@ -20,6 +20,19 @@ __all__ = ["reliability_diagrams", "display_bins"]
 BIN_COLUMNS = ("bin_lower", "bin_upper", "confidence", "accuracy", "count")
 ACC_COLOR = "#3b75af"
 GAP_COLOR = "#d1495b"
+
+
+def _tint(color: str, over: str, alpha: float = 0.3) -> str:
+    """``color`` at ``alpha`` over ``over``, as one opaque colour (what the eye sees)."""
+    top, bottom = np.array(to_rgb(color)), np.array(to_rgb(over))
+    return to_hex(alpha * top + (1.0 - alpha) * bottom)
+
+
+#: The gap between accuracy and confidence, drawn opaque so that the legend shows the colour of the bars: above the
+#: accuracy bar (over-confident: confidence > accuracy) on white, inside it (under-confident) on the accuracy blue.
+GAP_OVER = _tint(GAP_COLOR, "white")
+GAP_UNDER = _tint(GAP_COLOR, ACC_COLOR)
+GAP_HATCH = "//"
 
 
 def display_bins(bins: pd.DataFrame) -> pd.DataFrame:
@@ -71,7 +84,8 @@ def _draw_diagram(ax: plt.Axes, bins: pd.DataFrame) -> None:
     acc, conf = full["accuracy"].to_numpy(), full["confidence"].to_numpy()
     ax.bar(lower, acc, width=width, align="edge", color=ACC_COLOR, edgecolor="white", linewidth=0.8)
     ax.bar(lower, np.abs(conf - acc), bottom=np.minimum(acc, conf), width=width, align="edge",
-           facecolor=to_rgba(GAP_COLOR, 0.3), edgecolor=GAP_COLOR, linewidth=0.8, hatch="//")  # opaque hatch
+           facecolor=np.where((conf > acc)[:, None], to_rgb(GAP_OVER), to_rgb(GAP_UNDER)), edgecolor=GAP_COLOR,
+           linewidth=0.8, hatch=GAP_HATCH)
     ax.plot([0, 1], [0, 1], linestyle="--", color="0.3", linewidth=1.2)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
@@ -90,12 +104,14 @@ def _draw_counts(ax: plt.Axes, bins: pd.DataFrame) -> None:
 
 @themed
 def reliability_diagrams(bins: Mapping[str, pd.DataFrame], ece: Mapping[str, float],
-                         ncols: int | None = None) -> Figure:
+                         ncols: int | None = None, counts: bool = True) -> Figure:
     """One reliability diagram per method, with its ECE.
 
     Each method gets a diagram (blue bars: accuracy of the predictions whose
     confidence falls in the bin; red hatched: the gap between that accuracy
-    and the bin's mean confidence; dashed diagonal: perfect calibration) and,
+    and the bin's mean confidence, light red above the bar where the model is
+    over-confident, dark red inside it where it is under-confident; dashed
+    diagonal: perfect calibration) and,
     below it, the share of the test predictions in each bin.  The expected
     calibration error ``ECE = sum_bins (count / N) |accuracy - confidence|``
     is printed in the title as a percentage.
@@ -108,9 +124,11 @@ def reliability_diagrams(bins: Mapping[str, pd.DataFrame], ece: Mapping[str, flo
             the bin below it (see :func:`display_bins`).
         ece: ``{method: ECE}`` as a fraction in [0, 1], for every method of ``bins``.
         ncols: methods per row (default: up to 4).
+        counts: draw the share of samples per bin under each diagram (False:
+            the diagrams only, e.g. for a slide).
 
     Returns:
-        The figure: two axes per method (diagram, then counts).
+        The figure: two axes per method (diagram, then counts), one without counts.
     """
     check_mapping("bins", bins)
     check_mapping("ece", ece)
@@ -119,26 +137,34 @@ def reliability_diagrams(bins: Mapping[str, pd.DataFrame], ece: Mapping[str, flo
     values = {key: check_fraction(f"ece[{key!r}]", ece[key]) for key in bins}
     if ncols is not None:
         check_int("ncols", ncols)
+    if not isinstance(counts, bool):
+        raise TypeError(f"counts must be True or False, got {type(counts).__name__}")
     n = len(checked)
     rows, cols = grid_shape(n, ncols)
-    fig = plt.figure(figsize=(3.3 * cols + 0.4, 4.4 * rows + 0.8), layout="constrained")
-    grid = fig.add_gridspec(2 * rows, cols, height_ratios=[3, 1] * rows)
+    fig = plt.figure(figsize=(3.3 * cols + 0.4, (4.4 if counts else 3.6) * rows + 0.8), layout="constrained")
+    per = 2 if counts else 1
+    grid = fig.add_gridspec(per * rows, cols, height_ratios=[3, 1] * rows if counts else None)
     for i, (key, frame) in enumerate(checked.items()):
         r, c = divmod(i, cols)
-        top = fig.add_subplot(grid[2 * r, c])
-        bottom = fig.add_subplot(grid[2 * r + 1, c], sharex=top)
+        top = fig.add_subplot(grid[per * r, c])
         _draw_diagram(top, frame)
-        _draw_counts(bottom, frame)
         top.set_title(f"{key}\nECE = {100 * values[key]:.2f} %")
-        top.tick_params(labelbottom=False)
+        bottom = top
+        if counts:
+            bottom = fig.add_subplot(grid[2 * r + 1, c], sharex=top)
+            _draw_counts(bottom, frame)
+            top.tick_params(labelbottom=False)
         bottom.set_xlabel("confidence (top class probability)")
         if c == 0:
             top.set_ylabel("accuracy in bin")
-            bottom.set_ylabel("% of samples")
-    handles = [Patch(color=ACC_COLOR, label="accuracy"),
-               Patch(facecolor=to_rgba(GAP_COLOR, 0.3), edgecolor=GAP_COLOR, hatch="//",
-                     label="gap to confidence"),
+            if counts:
+                bottom.set_ylabel("% of samples")
+    handles = [Patch(facecolor=ACC_COLOR, edgecolor="white", label="accuracy"),
+               Patch(facecolor=GAP_OVER, edgecolor=GAP_COLOR, hatch=GAP_HATCH,
+                     label="gap: confidence above accuracy (over-confident)"),
+               Patch(facecolor=GAP_UNDER, edgecolor=GAP_COLOR, hatch=GAP_HATCH,
+                     label="gap: accuracy above confidence (under-confident)"),
                plt.Line2D([], [], linestyle="--", color="0.3", label="perfect calibration")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize="small")
+    fig.legend(handles=handles, loc="outside lower center", ncols=2 if cols < 3 else 4, fontsize="small")
     fig.suptitle("Reliability diagrams (ECE = mean |accuracy - confidence| weighted by bin size)")
     return fig

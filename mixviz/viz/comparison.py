@@ -3,22 +3,20 @@ accuracy against training time, and bars of one metric per method."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from mixviz.stats import ILLUSTRATION
 from mixviz.viz._common import check_frame, check_mapping, interval_half, method_labels, new_figure, percent
-from mixviz.viz.style import KIND_MARKERS, method_colors, metric_label, themed
+from mixviz.viz.style import KIND_MARKERS, method_colors, method_style, metric_label, themed
 
-__all__ = ["method_comparison", "method_bars", "method_summary", "KIND_COLORS", "ILLUSTRATION"]
-
-#: Colour of each training kind in :func:`method_bars`.
-KIND_COLORS = {"static": "#4c72b0", "dynamic": "#dd8452", "DM loss": "#55a868", "midpoint loss": "#8172b3",
-               "other": "#8c8c8c"}
+__all__ = ["method_comparison", "method_bars", "method_summary", "ILLUSTRATION"]
 
 DM_LOSSES = frozenset({"dm"})
 LOWER_IS_BETTER = frozenset({"ece", "test_ece", "nll", "test_nll", "train_loss", "sec_per_epoch", "epoch_sec"})
@@ -45,11 +43,13 @@ def _check_kinds(kinds: Mapping[str, str] | None) -> dict[str, str]:
 
 def _kind(policy: str, loss: str | None, kinds: Mapping[str, str]) -> str:
     """'DM loss' for the decoupled loss, 'midpoint loss' for the midpoint
-    soft labels, else the policy's kind ('other' if unknown)."""
+    soft labels, 'baseline' for no mixing, else the policy's kind ('other' if unknown)."""
     if loss in DM_LOSSES:
         return "DM loss"
     if loss == "midpoint":
         return "midpoint loss"
+    if policy == "none":
+        return "baseline"
     return kinds.get(policy, "other")
 
 
@@ -58,7 +58,7 @@ def method_summary(results: pd.DataFrame, metrics: list[str],
     """Mean and standard deviation over seeds of ``metrics`` per method.
 
     Returns one row per method (in order of first appearance) with the
-    columns ``method``, ``kind`` (``static``/``dynamic``/``DM loss``/``midpoint loss``/``other``),
+    columns ``method``, ``kind`` (``baseline``/``static``/``dynamic``/``DM loss``/``midpoint loss``/``other``),
     ``n`` (runs), and ``<metric>``, ``<metric>_std``, ``<metric>_ci`` (half-width
     of the 95 % Student-t interval of the mean) for each metric (percentage
     metrics in percent; std 0 and interval NaN for a single run).
@@ -113,10 +113,12 @@ def method_comparison(results: pd.DataFrame, x: str = "sec_per_epoch", y: str = 
     hollow and its name says "1 seed: illustration" (a picture of one draw,
     not a ranking).
 
-    The marker shows the training kind: circle = static mixing, square =
-    dynamic mixing (saliency / graph cuts, slower), triangle = the Decoupled
-    Mixup loss (any policy); the colour shows the mixing policy, so a policy
-    with and without DM shares a colour.  Up to 8 points carry their method's
+    The marker shows the training kind: plus = no mixing, circle = static
+    mixing, square = dynamic mixing (saliency / graph cuts, slower),
+    triangle = the Decoupled Mixup loss (any policy); the colour shows the
+    mixing policy (:func:`mixviz.viz.style.method_style`: grey for none, cool
+    tones for static, warm for dynamic), so a policy with and without DM
+    shares a colour.  Up to 8 points carry their method's
     name; the legend names all.  The default is the accuracy-versus-time plot of
     the method comparison: what does the extra time of dynamic mixing buy,
     and does DM get it for free?
@@ -138,7 +140,7 @@ def method_comparison(results: pd.DataFrame, x: str = "sec_per_epoch", y: str = 
             raise TypeError(f"{name} must be a column name (str), got {type(value).__name__}")
     summary = method_summary(results, [x, y], kinds)
     policies = [m.split("+")[0] for m in summary["method"]]
-    colors = method_colors(policies)
+    colors = method_colors(policies, _check_kinds(kinds))
     fig, axes = new_figure(1, 1, figsize=(8.0, 5.2), layout="constrained")
     ax = axes[0, 0]
     annotate = len(summary) <= ANNOTATE_MAX
@@ -174,7 +176,9 @@ def method_bars(results: pd.DataFrame, metric: str = "test_acc",
     """Horizontal bars of ``metric`` per method (mean over seeds, its 95 %
     interval as error bars, each run as a dot), sorted by the mean with the best method
     on top (lowest for ECE, NLL, loss and time; highest otherwise), coloured
-    by the training kind (static / dynamic / DM loss).  A method on one seed
+    by the family of its policy (:func:`mixviz.viz.style.method_style`: grey
+    for no mixing, blue for static, vermilion for dynamic mixing, purple for
+    the midpoint loss), hatched for the DM loss.  A method on one seed
     is not ranked: its bar is hollow, without an interval, below the ranked
     ones, and its label says "1 seed: illustration".
 
@@ -196,14 +200,20 @@ def method_bars(results: pd.DataFrame, metric: str = "test_acc",
     ranked = summary[summary["n"] > 1].sort_values(metric, ascending=ascending, kind="stable")
     summary = pd.concat([summary[summary["n"] < 2].iloc[::-1], ranked]).reset_index(drop=True)
     single = (summary["n"] < 2).to_numpy()
-    fig, axes = new_figure(1, 1, figsize=(7.5, 1.2 + 0.45 * len(summary)), layout="constrained")
+    fig, axes = new_figure(1, 1, figsize=(7.5, 2.4 + 0.45 * len(summary)), layout="constrained")
     ax = axes[0, 0]
     pos = np.arange(len(summary))
-    kind_colors = [KIND_COLORS[k] for k in summary["kind"]]
-    ax.barh(pos, summary[metric], xerr=summary[f"{metric}_ci"].where(~single).fillna(0.0), capsize=3,
-            color=["none" if one else c for one, c in zip(single, kind_colors)],
-            edgecolor=[c if one else "black" for one, c in zip(single, kind_colors)],
-            linewidth=[1.8 if one else 0.6 for one in single])
+    styles = [method_style(m, _check_kinds(kinds)) for m in summary["method"]]
+    bars = ax.barh(pos, summary[metric], xerr=summary[f"{metric}_ci"].where(~single).fillna(0.0), capsize=3,
+                   color=["none" if one else s.family_color for one, s in zip(single, styles)],
+                   edgecolor=[s.family_color if one else "black" for one, s in zip(single, styles)],
+                   linewidth=[1.8 if one else 0.6 for one in single])
+    legend: dict[str, Patch] = {}  # one entry per look drawn: its colour, edge and hatch are the bar's
+    for bar, style, one in zip(bars.patches, styles, single):
+        bar.set_hatch(style.hatch)
+        label = style.legend_label() + (f" ({ILLUSTRATION})" if one else "")
+        legend.setdefault(label, Patch(facecolor=bar.get_facecolor(), edgecolor=bar.get_edgecolor(),
+                                       linewidth=bar.get_linewidth(), hatch=style.hatch, label=label))
     labels = method_labels(results).to_numpy()
     runs = percent(f"results[{metric!r}]", pd.to_numeric(results[metric], errors="coerce").to_numpy(float), metric)
     right = []
@@ -219,9 +229,9 @@ def method_bars(results: pd.DataFrame, metric: str = "test_acc",
     ax.grid(axis="y", visible=False)
     order = "best on top" if not single.any() else "not ranked" if single.all() else \
         "several seeds ranked, best on top; 1 seed below, not ranked"
-    ax.set_title(f"{metric_label(metric)} per method\n({_subtitle(results, summary)}; dots = single runs; {order})")
-    handles = [Line2D([], [], marker="s", color=KIND_COLORS[k], linestyle="none", markersize=10,
-                      markeredgecolor="black", label=k) for k in KIND_COLORS if k in set(summary["kind"])]
-    ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(1.01, 0.0), title="kind", fontsize="small")
-    ax.set_xlim(0, span * 1.15)
+    note = textwrap.fill(f"({_subtitle(results, summary)}; dots = single runs; {order})", 90)
+    ax.set_title(f"{metric_label(metric)} per method\n{note}", fontsize="medium")
+    fig.legend(handles=list(legend.values())[::-1], loc="outside lower center", ncols=2, title="kind (colour)",
+               fontsize="small")
+    ax.set_xlim(0, span * 1.2)
     return fig

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from mixviz.viz._common import (check_frame, check_int, check_mapping, grid_shape, hide_unused, history_values,
                                 integer_epochs, new_figure)
-from mixviz.viz.style import method_colors, metric_label, themed
+from mixviz.viz.style import line_styles, markevery, metric_label, themed
 
 __all__ = ["training_curves", "check_histories"]
 
@@ -55,15 +55,14 @@ def training_curves(histories: Mapping[str, pd.DataFrame], metrics: Sequence[str
     check_histories(histories, metrics)
     if ncols is not None:
         check_int("ncols", ncols)
-    colors = method_colors(list(histories))
+    styles = line_styles(list(histories))
     rows, cols = grid_shape(len(metrics), ncols)
     fig, axes = new_figure(rows, cols, figsize=(4.6 * cols + 0.4, 3.5 * rows + 1.0), layout="constrained",
                            sharex=True)
     for ax, metric in zip(axes.ravel(), metrics):
         for key, frame in histories.items():
             epochs, values = history_values(f"histories[{key!r}]", frame, metric)
-            ax.plot(epochs, values, color=colors[key], label=key, linewidth=1.8,
-                    marker="o" if len(epochs) <= 30 else None, markersize=3.5)
+            ax.plot(epochs, values, label=key, markevery=markevery(len(epochs)), **styles[key])
         ax.set_title(metric_label(metric))
         ax.set_ylabel(metric_label(metric))
         ax.set_xlabel("epoch")

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mixviz.viz._common import check_frame, check_mapping, history_values, integer_epochs, new_figure
-from mixviz.viz.style import method_colors, metric_label, themed
+from mixviz.viz.style import line_styles, markevery, metric_label, themed
 
 __all__ = ["memorisation_curves", "seed_band"]
 
@@ -67,7 +67,7 @@ def memorisation_curves(histories: Mapping[str, Sequence[pd.DataFrame]],
             raise TypeError(f"histories[{key!r}] must be a non-empty list of run histories (one per seed)")
         for i, frame in enumerate(runs):
             check_frame(f"histories[{key!r}][{i}]", frame, ["epoch", *metrics])
-    colors = method_colors(list(histories))
+    styles = line_styles(list(histories))  # colour by family, marker by policy, dashed for DM
     fig, axes = new_figure(1, len(metrics), figsize=(4.6 * len(metrics) + 0.4, 4.2), layout="constrained",
                            sharex=True)
     seeds = set()
@@ -75,9 +75,10 @@ def memorisation_curves(histories: Mapping[str, Sequence[pd.DataFrame]],
         for key, runs in histories.items():
             epochs, mean, half, n = seed_band(runs, metric)
             seeds.add(n)
-            ax.plot(epochs, mean, color=colors[key], label=key, linewidth=1.8)
+            ax.plot(epochs, mean, label=key, markevery=markevery(len(epochs)), **styles[key])
             if n > 1:
-                ax.fill_between(epochs, mean - half, mean + half, color=colors[key], alpha=0.2, linewidth=0)
+                ax.fill_between(epochs, mean - half, mean + half, color=styles[key]["color"], alpha=0.15,
+                                linewidth=0)
         ax.set_title(metric_label(metric))
         ax.set_ylabel(metric_label(metric))
         ax.set_xlabel("epoch")

@@ -15,7 +15,7 @@ from mixviz.viz._common import (check_frame, check_fractions, history_values, in
                                 method_labels, new_figure)
 from mixviz.stats import ILLUSTRATION
 from mixviz.viz.curves import check_histories
-from mixviz.viz.style import method_colors, themed
+from mixviz.viz.style import line_styles, markevery, method_colors, themed
 
 __all__ = ["mixed_accuracy_plot", "final_mixed_accuracy"]
 
@@ -105,6 +105,7 @@ def mixed_accuracy_plot(histories: Mapping[str, pd.DataFrame], final: pd.DataFra
     table = None if final is None else final_mixed_accuracy(final)
     names = list(histories) + ([m for m in table["method"] if m not in histories] if table is not None else [])
     colors = method_colors(names)
+    styles = line_styles(names)
     ncols = 2 if table is None else 3
     widths = [1, 1] if table is None else [1, 1, min(max(1.0, 0.22 * len(table)), 2.5)]
     legend_rows = -(-len(histories) // 6)
@@ -113,8 +114,7 @@ def mixed_accuracy_plot(histories: Mapping[str, pd.DataFrame], final: pd.DataFra
     for ax, (col, label) in zip(axes[0], TOPK):
         for key, frame in histories.items():
             epochs, values = history_values(f"histories[{key!r}]", frame, col)
-            ax.plot(epochs, values, color=colors[key], label=key, linewidth=1.8,
-                    marker="o" if len(epochs) <= 30 else None, markersize=3.5)
+            ax.plot(epochs, values, label=key, markevery=markevery(len(epochs)), **styles[key])
         ax.set_ylim(0, 102)
         ax.set_xlabel("epoch")
         integer_epochs(ax)

@@ -57,6 +57,23 @@ def _check_class_names(class_names: Sequence[str] | None, batches: Mapping[str, 
                          f"labels go up to {top}")
 
 
+#: A column whose shown masks give shares of a within this of each other mixes at one lam: its title says the share.
+FIXED_SHARE_SPREAD = 0.02
+
+
+def _column_title(key: str, batch: MixedBatch, n: int) -> str:
+    """The column's name and, for a column mixed at one lam (its first ``n``
+    masks give shares of a within :data:`FIXED_SHARE_SPREAD`), the share of
+    a's pixels measured on those masks: a title that names a lam then shows
+    the lam the pictures have."""
+    if batch.mask is None:
+        return key
+    shares = batch.mask[:n].detach().to("cpu", torch.float64).mean((1, 2, 3))
+    if float(shares.max() - shares.min()) > FIXED_SHARE_SPREAD:
+        return key
+    return f"{key}\npixels from a: {float(shares.mean()):.2f}"
+
+
 def _hidden_layer(batch: MixedBatch) -> int | None:
     """The layer a batch is mixed at inside the network (-1 when a policy that
     mixes inside the network lost it), or None for a batch mixed in pixels."""
@@ -99,7 +116,9 @@ def mixed_samples_gallery(batches: Mapping[str, MixedBatch], class_names: Sequen
     batch, share ``lam``) under each policy; each policy has one column of
     mixed images and, when it has a mask, a narrow column with the mask
     (1 = pixel from image a, 0 = from its partner b; colour bar at the
-    bottom).  Under every image: ``lam`` and the soft label
+    bottom).  A column mixed at one lam (:func:`mixviz.analysis.mix_at_lam`)
+    has the share of a's pixels measured on its masks in its title.  Under
+    every image: ``lam`` and the soft label
     ``lam * y_a + (1 - lam) * y_b`` as text.  Policies mixed with the same
     generator seed draw the same partners, so the rows compare like with like.
 
@@ -151,7 +170,7 @@ def mixed_samples_gallery(batches: Mapping[str, MixedBatch], class_names: Sequen
                     label = f"{label}\n{note}"
                 ax.set_xlabel(label, fontsize="small")
                 if row == 0:
-                    ax.set_title(key, fontweight="bold")
+                    ax.set_title(_column_title(key, batch, n), fontweight="bold")
             else:
                 mask = batch.mask[row, 0].detach().to("cpu", torch.float64).numpy()
                 mask_image = ax.imshow(mask, cmap=MASK_CMAP, vmin=0.0, vmax=1.0)
