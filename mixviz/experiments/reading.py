@@ -20,7 +20,8 @@ import pandas as pd
 
 from mixviz import stats
 
-__all__ = ["NAMES", "REGIME_NAMES", "name", "difference", "noisy_sentences", "dm_sentences", "dynamic_sentences",
+__all__ = ["NAMES", "REGIME_NAMES", "name", "difference", "machines", "noisy_sentences", "dm_sentences",
+           "dynamic_sentences",
            "regime_sentences", "calibration_sentences", "semi_sentences", "reading"]
 
 #: Plain names of the method rows.
@@ -112,8 +113,30 @@ def noisy_sentences(effects: pd.DataFrame, summary: pd.DataFrame, regime: str = 
     return text
 
 
-def dm_sentences(effects: pd.DataFrame, sweep: pd.DataFrame | None = None) -> str:
-    """DM against the mixup CE on the same policy, over every regime, and the eta sweep."""
+def machines(results: pd.DataFrame | None) -> dict[tuple[str, str], frozenset[str]]:
+    """``{(regime, method): the machines its rows were trained on}`` from a
+    results table's ``machine`` column (an empty cell: an unrecorded machine,
+    counted as one)."""
+    if results is None or "machine" not in results:
+        return {}
+    cells = results.assign(machine=results["machine"].fillna("").astype(str))
+    return {(str(regime), str(method)): frozenset(table["machine"])
+            for (regime, method), table in cells.groupby(["regime", "method"], sort=False)}
+
+
+def _across(row: Mapping[str, Any] | pd.Series, where: Mapping[tuple[str, str], frozenset[str]]) -> bool:
+    """Whether the two methods of a paired row were trained on different machines."""
+    a, b = where.get((row["regime"], row["treatment"])), where.get((row["regime"], row["reference"]))
+    return a is not None and b is not None and a != b
+
+
+def dm_sentences(effects: pd.DataFrame, sweep: pd.DataFrame | None = None,
+                 where: Mapping[tuple[str, str], frozenset[str]] | None = None) -> str:
+    """DM against the mixup CE on the same policy, over every regime, and the
+    eta sweep.  With ``where`` (:func:`machines`), a starred difference whose
+    two rows were trained on different machines is marked so: it may be the
+    machines' difference rather than the loss's."""
+    where = where or {}
     rows = effects[effects["comparison"] == _DM].dropna(subset=["test_acc_ci"])
     if rows.empty:
         return ""
@@ -124,7 +147,12 @@ def dm_sentences(effects: pd.DataFrame, sweep: pd.DataFrame | None = None) -> st
             f"{len(rows)} paired comparisons over the regimes")
     if starred:
         text += " (" + _join([f"{name(r['treatment'])}, {REGIME_NAMES.get(r['regime'], r['regime'])}: "
-                              f"{difference(r)}" for r in starred]) + ")"
+                              f"{difference(r)}" + (", its two rows trained on different machines"
+                                                    if _across(r, where) else "") for r in starred]) + ")"
+    across = sum(_across(r, where) for _, r in rows.iterrows())
+    if across:
+        text += (f"; {across} of the {len(rows)} comparisons pair rows trained on different machines (the "
+                 f"`machine` column of results.csv), where single runs differ by several points")
     text += "." if noisy.empty else f"; at 40 % noise: {listed} points."
     for metric, what in (("mixed_top2", "mixed Top-2"), ("cutmix_top2_both", "Top-2 on CutMix pairs whose two "
                                                                              "objects are both visible")):
@@ -133,7 +161,8 @@ def dm_sentences(effects: pd.DataFrame, sweep: pd.DataFrame | None = None) -> st
             hits = [r for _, r in valid.iterrows() if _starred(r, metric)]
             text += f" On {what}, {len(hits)} of {len(valid)} differ measurably"
             text += (" (" + _join([f"{name(r['treatment'])}, {REGIME_NAMES.get(r['regime'], r['regime'])}: "
-                                   f"{difference(r, metric)}" for r in hits]) + ")." if hits else ".")
+                                   f"{difference(r, metric)}" + (", across machines" if _across(r, where) else "")
+                                   for r in hits]) + ")." if hits else ".")
     if sweep is not None and not sweep.empty:
         settings = sweep.dropna(subset=["test_acc_ci"])
         moved = [r for _, r in settings.iterrows() if _starred(r)]
@@ -258,9 +287,10 @@ def reading(root: str | Path) -> str | None:
     sweep = _csv(root / "results" / "dm-sweep" / "sweep.csv")
     calibration = _csv(full / "calibration.csv")
     semi = _csv(root / "results" / "semi" / "paired.csv")
+    where = machines(_csv(full / "results.csv"))
     bullets = [
         ("Noisy labels, where mixup's best-known effect shows", noisy_sentences(effects, summary)),
-        ("DM against the mixup CE", dm_sentences(effects, sweep)),
+        ("DM against the mixup CE", dm_sentences(effects, sweep, where)),
         ("Static against dynamic", dynamic_sentences(effects, summary)),
         ("Calibration", calibration_sentences(calibration) if calibration is not None else ""),
         ("The other regimes", regime_sentences(effects)),
