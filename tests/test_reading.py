@@ -37,7 +37,7 @@ def test_difference_and_names():
 
 def test_noisy_sentences_split_by_the_interval():
     text = rd.noisy_sentences(EFFECTS, SUMMARY)
-    assert "more accurate than plain training: mixup (+11.7 ± 3.6) points" in text
+    assert "paired against plain training, points): more accurate than plain training: mixup (+11.7 ± 3.6);" in text
     assert "less accurate: input averaging with midpoint labels (−7.4 ± 3.1)" in text
     assert "no measurable difference: CutMix (−6.0 ± 10.0)" in text
     assert "plain training predicts the flipped label for 29 %" in text and "mixup for 7 % (−22.0 ± 5.0 points)" in text

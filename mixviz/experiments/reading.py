@@ -82,6 +82,12 @@ def _split(rows: pd.DataFrame, metric: str = "test_acc") -> tuple[list[str], lis
     return up, down, none
 
 
+def _phrases(up: list[str], down: list[str], none: list[str], above: str, below: str) -> list[str]:
+    """``"<above>: a, b"`` / ``"<below>: c"`` / ``"no measurable difference: d"`` for the non-empty groups."""
+    groups = ((above, up), (below, down), ("no measurable difference", none))
+    return [f"{label}: {_join(items)}" for label, items in groups if items]
+
+
 def _seed_text(rows: pd.DataFrame) -> str:
     seeds = sorted({int(s) for s in rows["seeds"]})
     return " or ".join(str(s) for s in seeds) + (" seed" if seeds == [1] else " seeds")
@@ -92,16 +98,9 @@ def noisy_sentences(effects: pd.DataFrame, summary: pd.DataFrame, regime: str = 
     rows = _rows(effects, regime, _MIXING)
     if rows.empty:
         return ""
-    up, down, none = _split(rows)
-    parts = [f"With {REGIME_NAMES.get(regime, regime)} ({_seed_text(rows)} per method, paired against plain "
-             f"training):"]
-    if up:
-        parts.append(f"more accurate than plain training: {_join(up)} points;")
-    if down:
-        parts.append(f"less accurate: {_join(down)} points;")
-    if none:
-        parts.append(f"no measurable difference: {_join(none)}.")
-    text = " ".join(parts).rstrip(";") + ("" if parts[-1].endswith(".") else ".")
+    phrases = _phrases(*_split(rows), "more accurate than plain training", "less accurate")
+    text = (f"With {REGIME_NAMES.get(regime, regime)} ({_seed_text(rows)} per method, paired against plain "
+            f"training, points): " + "; ".join(phrases) + ".")
     memo = summary[(summary["regime"] == regime)] if "memorised" in summary else pd.DataFrame()
     mixup = rows[rows["treatment"] == "mixup+mixup_ce"]
     if not memo.empty and not mixup.empty and not pd.isna(mixup.iloc[0].get("memorised")):
@@ -184,14 +183,7 @@ def dynamic_sentences(effects: pd.DataFrame, summary: pd.DataFrame | None = None
         return ""
     parts = []
     for regime, table in rows.groupby("regime", sort=False):
-        up, down, none = _split(table[table["treatment"].isin(_DYNAMIC)])
-        bits = []
-        if up:
-            bits.append(f"above mixup: {_join(up)}")
-        if down:
-            bits.append(f"below mixup: {_join(down)}")
-        if none:
-            bits.append(f"no measurable difference: {_join(none)}")
+        bits = _phrases(*_split(table[table["treatment"].isin(_DYNAMIC)]), "above mixup", "below mixup")
         if bits:
             parts.append(f"{REGIME_NAMES.get(regime, regime)}: " + "; ".join(bits))
     above = [r for _, r in rows[rows["treatment"].isin(_DYNAMIC)].iterrows() if _starred(r) and r["test_acc"] > 0]
