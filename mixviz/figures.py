@@ -43,7 +43,8 @@ from mixviz.train import Run, TrainConfig
 
 __all__ = ["FIGURE_KINDS", "TOY_DATASETS", "TOY_METHODS", "TOY_BASE", "SALIENCY_ROWS", "FigureRuns", "figure_presets",
            "clutter_configs", "clutter_config", "toy_point_policies", "toy_methods", "toy_configs", "collect",
-           "clutter_eval_set", "mixed_sample_figures", "GALLERY_NOTES", "results_table", "summary", "summary_markdown", "make_figures", "register_command"]
+           "clutter_eval_set", "mixed_sample_figures", "GALLERY_NOTES", "results_table", "summary",
+           "summary_markdown", "make_figures", "register_command"]
 
 FIGURE_KINDS: dict[str, tuple[str, ...]] = {
     "mixed_samples": ("mixed_samples", "mixed_samples_dynamic"),

@@ -461,7 +461,7 @@ def test_saliency_example_feeds_the_grid(tiny, resnet):
     fig = viz.saliency_grid(**ex)
     assert len(fig.axes) == 2 * 5 + 1
     for row, (name, (_, _, top2)) in enumerate(ex["attributions"].items()):  # row title: method and its classes
-        first, second = (test.classes[int(c)] for c in top2[0])
+        first, second = (f'"{test.classes[int(c)]}"' for c in top2[0])  # digit names are quoted
         assert fig.axes[5 * row].get_ylabel() == f"{name}:\n{first} / {second}"
     assert "32 px input, shown at 4 x" in fig.get_suptitle()
 
