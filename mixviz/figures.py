@@ -43,10 +43,11 @@ from mixviz.train import Run, TrainConfig
 
 __all__ = ["FIGURE_KINDS", "TOY_DATASETS", "TOY_METHODS", "TOY_BASE", "SALIENCY_ROWS", "FigureRuns", "figure_presets",
            "clutter_configs", "clutter_config", "toy_point_policies", "toy_methods", "toy_configs", "collect",
-           "clutter_eval_set", "results_table", "summary", "summary_markdown", "make_figures", "register_command"]
+           "clutter_eval_set", "mixed_sample_figures", "GALLERY_NOTES", "results_table", "summary",
+           "summary_markdown", "make_figures", "register_command"]
 
 FIGURE_KINDS: dict[str, tuple[str, ...]] = {
-    "mixed_samples": ("mixed_samples",),
+    "mixed_samples": ("mixed_samples", "mixed_samples_dynamic"),
     "decision_boundary": ("decision_boundary_moons", "decision_boundary_spirals"),
     "reliability": ("reliability",),
     "top1_top2": ("top1_top2",),
@@ -244,14 +245,68 @@ def collect(preset: str = "quick", runs_root: str | os.PathLike | None = None, *
 # --------------------------------------------------------------------------- evaluation data and the runs table
 
 
-def clutter_eval_set(preset: str) -> Any:
+def clutter_eval_set(preset: str, size: int | None = None) -> Any:
     """The clutter test split of ``preset`` (images, labels, object masks), as
-    its runs were evaluated on."""
+    its runs were evaluated on; with ``size``, the same scenes generated at
+    ``size`` pixels (the generator draws positions and sizes as shares of the
+    side: same objects, classes, colours and backgrounds, more pixels)."""
     from mixviz import data
 
     p = _preset(preset)
     options = dict(p.bases[p.figure_regime].get("dataset_options", {}))
+    if size is not None:
+        check_positive("size", size, integer=True)
+        options["size"] = size
     return data.load("clutter", "test", **options)
+
+
+#: What the large gallery's figures say about how each dynamic policy was drawn at 64 px.
+GALLERY_NOTES = {
+    "saliencymix": "SaliencyMix: model-free saliency (OpenCV fine-grained) on the {side} px image",
+    "puzzlemix": "PuzzleMix draws its block grid from {{2, 4, 8, 16}} per batch: one column each; saliency: the "
+                 "input gradient of the {model} px model\non the image area-downsampled to {model} px (spread back "
+                 "over {k} x {k} pixels)",
+    "puzzlemix_lite": "PuzzleMix lite: the same saliency as PuzzleMix",
+}
+
+
+def mixed_sample_figures(images: Any, labels: Any, policies: Sequence[str], *, models: dict[str, Any] | None = None,
+                         model_size: int | None = None, class_names: Sequence[str] | None = None,
+                         rows: int = analysis.GALLERY_ROWS) -> dict[str, Any]:
+    """The mixed-sample gallery at the images' size, one figure per group of
+    :func:`mixviz.analysis.gallery_groups` (static, dynamic): ``{file stem:
+    Figure}`` with stems ``mixed_samples`` (static), ``mixed_samples_dynamic``, ...
+
+    ``images``, ``labels``: the source batch (e.g. the first 16 images of
+    :func:`clutter_eval_set` at :data:`mixviz.analysis.GALLERY_SIZE`);
+    ``models``: ``{policy: module}`` for the dynamic policies, trained at
+    ``model_size`` pixels (:func:`mixviz.analysis.large_gallery_batches`).
+    Policies with a learned state are left out when the sizes differ, and
+    the dynamic figure's title says so.  PuzzleMix gets one column per block
+    grid of :data:`mixviz.analysis.PUZZLEMIX_BLOCKS` (the set it draws from).
+    """
+    from mixviz import viz
+
+    side = int(images.shape[-1])
+    small = model_size is not None and model_size != side
+    shown, left_out = analysis.gallery_policies(policies) if small else (list(policies), [])
+    if not shown:
+        raise ValueError(f"policies must hold a policy that can be drawn at {side} px; got {list(policies)}")
+    batches = analysis.large_gallery_batches(images, labels, shown, models=models,
+                                             model_size=model_size if small else None)
+    groups = analysis.gallery_groups(batches)
+    scale = model_size if small else side
+    notes = [GALLERY_NOTES[p].format(model=scale, k=side // scale, side=side) for p in shown
+             if p in GALLERY_NOTES and (small or p == "saliencymix")]
+    notes += [f"{p}: left out (its learned mixer reads the features of its {model_size} px model)" for p in left_out]
+    noted = next((g for g in groups if g.startswith("dynamic")), list(groups)[-1])  # the figure with the notes
+    out: dict[str, Any] = {}
+    for group, columns in groups.items():
+        lines = [f"Mixed samples, {group} policies, {side} px images  (λ = share of image a in the picture and in "
+                 f"the label)", *(notes if group == noted else [])]
+        fig = viz.mixed_samples_gallery(columns, class_names=class_names, n=rows, title="\n".join(lines))
+        out["mixed_samples" if group == "static" else f"mixed_samples_{group.replace(' ', '_')}"] = fig
+    return out
 
 
 # --------------------------------------------------------------------------- all figures
@@ -291,8 +346,10 @@ def make_figures(runs: FigureRuns, out: str | os.PathLike, *, log: Callable[[str
     models = analysis.dynamic_models(clutter, policies)
 
     t0 = time.perf_counter()
-    gallery = analysis.gallery_batches(images[:16], labels[:16], policies, models=models)
-    _save(viz.mixed_samples_gallery(gallery, class_names=names, n=4), out / "mixed_samples.png", written)
+    large = clutter_eval_set(runs.preset, size=analysis.GALLERY_SIZE)
+    for stem, fig in mixed_sample_figures(large.images[:16], large.labels[:16], policies, models=models,
+                                          model_size=int(images.shape[-1]), class_names=names).items():
+        _save(fig, out / f"{stem}.png", written)
 
     for dataset, toy_runs in runs.toy.items():
         points = data.load(dataset, "test", **TOY_BASE["dataset_options"])

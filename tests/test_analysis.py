@@ -214,6 +214,77 @@ def test_gallery_batches_share_partners():
         assert torch.equal(b.index, first) and torch.equal(b.y_a, y)
 
 
+def _small_cnn(seed=0):
+    from mixviz import models
+
+    torch.manual_seed(seed)
+    return models.build("smallcnn", 10, (3, 16, 16), width=4).eval()
+
+
+def test_at_resolution_gradient_is_the_small_models_gradient_spread_over_blocks():
+    net = _small_cnn()
+    big = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    analysis.AtResolution(net, 16)(big)[:, 3].sum().backward()
+    small = torch.nn.functional.avg_pool2d(big.detach(), 4).requires_grad_(True)
+    net(small)[:, 3].sum().backward()
+    spread = small.grad.repeat_interleave(4, 2).repeat_interleave(4, 3) / 16
+    torch.testing.assert_close(big.grad, spread)
+    assert not analysis.AtResolution(net, 16).training and analysis.AtResolution(net.train(), 16).training
+    with pytest.raises(ValueError, match="size"):
+        analysis.AtResolution(net, 16)(torch.rand(1, 3, 40, 40))
+    with pytest.raises(TypeError, match="model"):
+        analysis.AtResolution("net", 16)
+
+
+def test_mask_block_grid():
+    mask = torch.ones(2, 1, 64, 64)
+    mask[0, :, :16, 16:32] = 0          # one block of the 4 x 4 grid
+    assert analysis.mask_block_grid(mask) == 4
+    mask[1, :, 60:, :4] = 0.5           # one block of the 16 x 16 grid
+    assert analysis.mask_block_grid(mask) == 16
+    mask[1, :, 63, 0] = 0.0             # a single pixel: no grid of the set
+    assert analysis.mask_block_grid(mask) is None
+    with pytest.raises(ValueError, match="choices"):
+        analysis.mask_block_grid(mask, choices=())
+
+
+def test_large_gallery_at_64_px():
+    """The 64 px gallery: the same clutter scenes as the 16 px set, every shown lam the realised
+    mask share, PuzzleMix once per block grid of its set with masks on that grid, the 16 px model
+    seeing the images through AtResolution."""
+    small = data.load("clutter", "test", n_test=32, size=16, objects="shapes")
+    large = data.load("clutter", "test", n_test=32, size=64, objects="shapes")
+    assert torch.equal(small.labels, large.labels) and large.images.shape[-1] >= 64
+    x, y = large.images[:8], large.labels[:8]
+    policies = ["mixup", "cutmix", "saliencymix", "puzzlemix"]
+    batches = analysis.large_gallery_batches(x, y, policies, models={"puzzlemix": _small_cnn()}, model_size=16)
+    blocks = [analysis.block_title("puzzlemix", n) for n in analysis.PUZZLEMIX_BLOCKS]
+    assert list(batches) == ["mixup", "cutmix", "saliencymix", *blocks]
+    assert analysis.PUZZLEMIX_BLOCKS == (2, 4, 8, 16)
+    for key, b in batches.items():
+        assert b.inputs.shape[-2:] == (64, 64) and torch.equal(b.index, batches["mixup"].index)
+        if b.mask is not None:  # the lam a title shows is the share of a's pixels
+            torch.testing.assert_close(b.lam, b.mask.mean((1, 2, 3)))
+    for n in analysis.PUZZLEMIX_BLOCKS:
+        mask = batches[analysis.block_title("puzzlemix", n)].mask
+        side = 64 // n
+        cells = mask.reshape(8, 1, n, side, n, side)
+        assert bool((cells.amax((3, 5)) == cells.amin((3, 5))).all())  # constant on each of the n x n blocks
+        assert set(mask.unique().tolist()) <= {0.0, 0.5, 1.0}
+    drawn = analysis.large_gallery_batches(x, y, ["puzzlemix"], models={"puzzlemix": _small_cnn()}, model_size=16,
+                                           blocks=None)
+    assert analysis.mask_block_grid(drawn["puzzlemix"].mask) in analysis.PUZZLEMIX_BLOCKS
+    groups = analysis.gallery_groups(batches, max_columns=3)
+    assert {k: list(v) for k, v in groups.items()} == {"static": ["mixup", "cutmix"],
+                                                       "dynamic": ["saliencymix", *blocks[:2]],
+                                                       "dynamic 2": blocks[2:]}
+    assert analysis.gallery_policies(["mixup", "automix", "puzzlemix"]) == (["mixup", "puzzlemix"], ["automix"])
+    with pytest.raises(ValueError, match="learned state"):
+        analysis.large_gallery_batches(x, y, ["automix"], models={"automix": _small_cnn()}, model_size=16)
+    with pytest.raises(ValueError, match="model_size"):
+        analysis.large_gallery_batches(x, y, ["mixup"], model_size=24)
+
+
 def test_pick_mixed_sample():
     masks = torch.zeros(4, 1, 4, 4)
     masks[:, :, :2, :2] = 1                                  # every object in the top-left corner
@@ -389,6 +460,10 @@ def test_saliency_example_feeds_the_grid(tiny, resnet):
         assert all(0.0 <= v <= 1.0 for v in ex["agreement"][name])
     fig = viz.saliency_grid(**ex)
     assert len(fig.axes) == 2 * 5 + 1
+    for row, (name, (_, _, top2)) in enumerate(ex["attributions"].items()):  # row title: method and its classes
+        first, second = (f'"{test.classes[int(c)]}"' for c in top2[0])  # digit names are quoted
+        assert fig.axes[5 * row].get_ylabel() == f"{name}:\n{first} / {second}"
+    assert "32 px input, shown at 4 x" in fig.get_suptitle()
 
 
 # --------------------------------------------------------------------------- decision boundaries

@@ -11,6 +11,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy import stats
 
 matplotlib.use("Agg")
@@ -155,6 +156,38 @@ def test_command_writes_every_named_file(tiny, tmp_path, monkeypatch, capsys):
 
     assert f"to {shown_path(out)}:" in printed and "loaded" in printed
     assert not list(out.glob(".*tmp"))   # atomic writes leave no temporary files
+
+
+def test_gallery_figures_at_64_px(tiny):
+    """The class gallery: 64 px images of the preset's scenes, static and dynamic policies in two figures of at
+    most six columns, every λ under an image the realised share of a's pixels, PuzzleMix once per block grid."""
+    from matplotlib import pyplot as plt
+
+    runs, test = tiny["runs"], tiny["test"]
+    large = figures.clutter_eval_set(TINY.name, size=analysis.GALLERY_SIZE)
+    assert torch.equal(large.labels, test.labels) and large.images.shape[-1] == 64 >= 2 * test.images.shape[-1]
+    policies = ["mixup", "cutmix", "puzzlemix"]
+    models = analysis.dynamic_models(runs.clutter, policies)
+    figs = figures.mixed_sample_figures(large.images[:16], large.labels[:16], policies, models=models,
+                                        model_size=test.images.shape[-1], class_names=large.classes)
+    assert list(figs) == ["mixed_samples", "mixed_samples_dynamic"]
+    batches = analysis.large_gallery_batches(large.images[:16], large.labels[:16], policies, models=models,
+                                             model_size=test.images.shape[-1])
+    blocks = [analysis.block_title("puzzlemix", n) for n in analysis.PUZZLEMIX_BLOCKS]
+    for stem, fig in figs.items():
+        images = [ax for ax in fig.axes if ax.images and ax.images[0].get_array().ndim == 3]
+        assert images and all(ax.images[0].get_array().shape[:2] == (64, 64) for ax in images)
+        titles = [ax.get_title().split("\npixels from a")[0] for ax in images[:len(images) // analysis.GALLERY_ROWS]]
+        assert len(titles) <= analysis.GALLERY_MAX_POLICIES
+        assert titles == (["mixup", "cutmix"] if stem == "mixed_samples" else blocks)
+        assert f"{test.images.shape[-1]} px model" in fig.get_suptitle() or stem == "mixed_samples"
+        for col, key in enumerate(titles):
+            batch = batches[key]
+            for row in range(analysis.GALLERY_ROWS):
+                shown = images[row * len(titles) + col].get_xlabel().splitlines()[0]
+                share = batch.mask[row].mean() if batch.mask is not None else batch.lam[row]
+                assert shown == f"λ = {float(share):.2f}", (key, row)
+        plt.close(fig)
 
 
 def test_clutter_config_picks_method_and_seed():

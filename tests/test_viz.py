@@ -239,6 +239,16 @@ def test_gallery_titles_a_fixed_lam_column_with_the_measured_share():
     plt.close(fig)
 
 
+def test_gallery_title():
+    x, y = _images()
+    batch = {"cutmix": _box_batch(x, y, torch.arange(6).flip(0))}
+    fig = viz.mixed_samples_gallery(batch, n=2, title="64 px\nsecond line")
+    assert fig.get_suptitle() == "64 px\nsecond line"
+    plt.close(fig)
+    with pytest.raises(TypeError, match="title"):
+        viz.mixed_samples_gallery(batch, n=2, title=3)
+
+
 def test_soft_label_text():
     assert viz.soft_label_text(0.63, 0, 1, ["cat", "dog"]) == "0.63 cat / 0.37 dog"
     assert viz.soft_label_text(0.4, 2, 2, ["cat", "dog", "cow"]) == "1.00 cow"
@@ -614,6 +624,8 @@ def test_mismatch_scatter_rejects_bad_input():
 
 
 def test_saliency_grid_draws_images_and_normalised_maps():
+    import torch.nn.functional as F
+
     x, _ = _images(b=4, size=6)
     mixed = torch.lerp(x[1], x[0], 0.6)
     g = torch.Generator().manual_seed(0)
@@ -625,21 +637,44 @@ def test_saliency_grid_draws_images_and_normalised_maps():
                             agreement={"mixup+mixup_ce": (0.7, 0.25), "cutmix+dm": (0.5, 0.5)}, sample=2)
     assert len(fig.axes) == 2 * 5 + 1
     grid = np.array(fig.axes[:10]).reshape(2, 5)
-    np.testing.assert_allclose(grid[0, 0].images[0].get_array(), x[0].permute(1, 2, 0).numpy(), atol=1e-6)
-    np.testing.assert_allclose(grid[1, 1].images[0].get_array(), x[1].permute(1, 2, 0).numpy(), atol=1e-6)
-    np.testing.assert_allclose(grid[0, 2].images[0].get_array(), mixed.permute(1, 2, 0).numpy(), atol=1e-6)
-    first = attr["mixup+mixup_ce"][0][2, 0].numpy()
-    np.testing.assert_allclose(grid[0, 3].images[1].get_array(), first / first.max(), rtol=1e-6)
-    second = attr["cutmix+dm"][0].numpy()
-    np.testing.assert_allclose(grid[1, 3].images[1].get_array(), second / second.max(), rtol=1e-6)
+    k = viz.display_scale(6)
+    assert k == 22 and k * 6 >= 128  # a 6 px input is drawn at 22 x
+
+    def nearest(image):  # [C, H, W] -> [kH, kW, C], each pixel a k x k square
+        return image.repeat_interleave(k, 1).repeat_interleave(k, 2).permute(1, 2, 0).numpy()
+
+    def bilinear(attr_map):  # [H, W] -> [kH, kW], as torch resamples it
+        return F.interpolate(attr_map.double()[None, None], scale_factor=k, mode="bilinear",
+                             align_corners=False)[0, 0].numpy()
+
+    np.testing.assert_allclose(grid[0, 0].images[0].get_array(), nearest(x[0]), atol=1e-6)
+    np.testing.assert_allclose(grid[1, 1].images[0].get_array(), nearest(x[1]), atol=1e-6)
+    np.testing.assert_allclose(grid[0, 2].images[0].get_array(), nearest(mixed), atol=1e-6)
+    first = attr["mixup+mixup_ce"][0][2, 0]
+    np.testing.assert_allclose(grid[0, 3].images[1].get_array(), bilinear(first / first.max()), rtol=1e-5)
+    second = attr["cutmix+dm"][0]
+    np.testing.assert_allclose(grid[1, 3].images[1].get_array(), bilinear(second / second.max()), rtol=1e-5)
     np.testing.assert_allclose(grid[1, 4].images[1].get_array(), 0.0)  # an all-zero map stays zero
-    assert grid[0, 0].get_ylabel() == "mixup+mixup_ce" and grid[1, 0].get_ylabel() == "cutmix+dm"
+    grey_mixed = viz.grey(nearest(mixed))
+    np.testing.assert_allclose(grid[0, 3].images[0].get_array(), grey_mixed, atol=1e-6)
+    for ax in grid.ravel():  # drawn pixel for pixel: no further smoothing of the upsampled arrays
+        assert all(im.get_interpolation() == "nearest" for im in ax.images)
+    assert grid[0, 0].get_ylabel() == "mixup+mixup_ce:\ndog / cow"  # the method and its two classes
+    assert grid[1, 0].get_ylabel() == "cutmix+dm:\ntop-1 / top-2"  # classes not given
     assert "dog" in grid[0, 3].get_title() and "cow" in grid[0, 4].get_title()
     assert "cat" in grid[0, 0].get_title() and "λ = 0.60" in grid[0, 2].get_title()
     assert "70%" in grid[0, 3].get_xlabel()
+    assert "6 px input, shown at 22 x" in fig.get_suptitle()
+    plt.close(fig)
     as_bytes = (x[0] * 255).round().to(torch.uint8)
-    fig = viz.saliency_grid((as_bytes, as_bytes), as_bytes, {"m": attr["cutmix+dm"]})
+    fig = viz.saliency_grid((as_bytes, as_bytes), as_bytes, {"m": attr["cutmix+dm"]}, scale=1)
     np.testing.assert_allclose(fig.axes[0].images[0].get_array(), as_bytes.permute(1, 2, 0).numpy() / 255.0)
+    np.testing.assert_allclose(fig.axes[3].images[1].get_array(), (second / second.max()).numpy(), rtol=1e-5)
+    plt.close(fig)
+    coarse = {"m": (torch.rand(3, 3, generator=g), torch.rand(3, 3, generator=g))}  # a map coarser than the image
+    fig = viz.saliency_grid((x[0], x[1]), mixed, coarse, scale=4)
+    assert fig.axes[3].images[1].get_array().shape == (24, 24)
+    plt.close(fig)
 
 
 def test_saliency_grid_rejects_bad_input():
@@ -659,6 +694,8 @@ def test_saliency_grid_rejects_bad_input():
         viz.saliency_grid((x[0], x[1]), x[0], {"m": maps}, agreement={"other": (0.1, 0.2)})
     with pytest.raises(ValueError, match="lam"):
         viz.saliency_grid((x[0], x[1]), x[0], {"m": maps}, lam=2.0)
+    with pytest.raises(ValueError, match="scale"):
+        viz.saliency_grid((x[0], x[1]), x[0], {"m": maps}, scale=0)
 
 
 def test_single_runs_get_no_error_bars():

@@ -28,6 +28,8 @@ for ``(logits, features)``), which every function here takes.
 :func:`boundary_grids`             class probabilities over the plane (2-D)
 :func:`fixed_mixed_batch`          the same mixed set for every model
 :func:`mix_at_lam`                 mixing at a chosen lam
+:func:`large_gallery_batches`      the gallery at 64 px, the models seeing
+                                   16 px (:class:`AtResolution`)
 :func:`with_last_conv`             name the layer Grad-CAM explains
 :mod:`mixviz.analysis.dm`          what the DM loss does to one prediction
 =================================  ===========================================
@@ -53,6 +55,9 @@ from mixviz.analysis.attribution import (SALIENCY_METHODS, saliency_by_kind, sal
 from mixviz.analysis.evaluation import (boundary_grids, boundary_notes, calibration, logits_of, memorisation,
                                         mismatch_reports, mixed_accuracy, scaled_calibration, temperature_scaling,
                                         visible_pair_accuracy)
+from mixviz.analysis.gallery import (GALLERY_MAX_POLICIES, GALLERY_ROWS, GALLERY_SIZE, PUZZLEMIX_BLOCKS,
+                                     AtResolution, block_title, gallery_groups, gallery_policies, large_gallery_batches,
+                                     mask_block_grid)
 from mixviz.analysis.mixed import (LAM_POLICIES, dynamic_models, mixable_policies, fixed_mixed_batch, gallery_batches, mix_at_lam,
                                    pick_mixed_sample, visible_objects)
 
@@ -72,6 +77,16 @@ __all__ = [
     "fixed_mixed_batch",
     "mix_at_lam",
     "gallery_batches",
+    "GALLERY_SIZE",
+    "GALLERY_ROWS",
+    "GALLERY_MAX_POLICIES",
+    "PUZZLEMIX_BLOCKS",
+    "AtResolution",
+    "gallery_policies",
+    "gallery_groups",
+    "block_title",
+    "large_gallery_batches",
+    "mask_block_grid",
     "dynamic_models",
     "mixable_policies",
     "visible_objects",

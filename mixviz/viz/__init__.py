@@ -55,7 +55,7 @@ from mixviz.viz.memorisation import memorisation_curves, seed_band
 from mixviz.viz.mismatch import mismatch_scatter, mismatch_scatter_from_reports
 from mixviz.viz.mixed_accuracy import final_mixed_accuracy, mixed_accuracy_plot
 from mixviz.viz.samples import mixed_samples_gallery, soft_label_text
-from mixviz.viz.saliency import saliency_grid
+from mixviz.viz.saliency import display_scale, grey, saliency_grid, upsample_bilinear, upsample_nearest
 from mixviz.viz.semi import augmentation_views, semi_curves
 from mixviz.viz.style import method_colors, theme
 from mixviz.viz.sweep import dm_sweep
@@ -77,6 +77,10 @@ __all__ = [
     "mixed_accuracy_plot",
     "final_mixed_accuracy",
     "saliency_grid",
+    "display_scale",
+    "grey",
+    "upsample_nearest",
+    "upsample_bilinear",
     "training_curves",
     "method_comparison",
     "method_bars",

@@ -14,10 +14,42 @@ from mixviz.viz._common import (check_int, check_mapping, check_same_keys, class
                                 new_figure, show_image, to_numpy)
 from mixviz.viz.style import themed
 
-__all__ = ["saliency_grid", "normalized_map", "grey"]
+__all__ = ["saliency_grid", "normalized_map", "grey", "display_scale", "upsample_nearest", "upsample_bilinear"]
 
 HEAT_CMAP = "inferno"
 COLUMNS = ("image a", "image b", "mixed image", "top-1 class", "top-2 class")
+#: Smallest side in pixels of an image as drawn (small inputs are upsampled by a whole factor up to it).
+DISPLAY_PX = 128
+#: Text size (points) of the grid: read from the back of a room when the figure fills a projected slide.
+FONT_PT = 15
+
+
+def display_scale(side: int, display_px: int = DISPLAY_PX) -> int:
+    """The whole factor ``k = ceil(display_px / side)`` (at least 1) by which
+    an image of ``side`` pixels is upsampled for display."""
+    check_int("side", side)
+    check_int("display_px", display_px)
+    return max(1, -(-display_px // side))
+
+
+def upsample_nearest(image: np.ndarray, k: int) -> np.ndarray:
+    """An image [H, W] or [H, W, 3] with every pixel repeated ``k x k`` times
+    (nearest neighbour): the pixels stay sharp squares."""
+    check_int("k", k)
+    return np.repeat(np.repeat(image, k, axis=0), k, axis=1)
+
+
+def upsample_bilinear(attr: np.ndarray, height: int, width: int) -> np.ndarray:
+    """An attribution map [h, w] resampled bilinearly to [height, width]
+    (``torch.nn.functional.interpolate``, ``align_corners=False``): a smooth
+    overlay on the display grid of the image."""
+    import torch
+    import torch.nn.functional as F
+
+    check_int("height", height)
+    check_int("width", width)
+    x = torch.from_numpy(np.ascontiguousarray(attr, dtype=np.float64))[None, None]
+    return F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
 def _pick(name: str, value: Any, sample: int, image_ndim: int) -> Any:
@@ -90,16 +122,25 @@ def _check_pair(name: str, value: Any) -> tuple[Any, Any] | None:
 def saliency_grid(images: tuple[Any, Any], mixed: Any, attributions: Mapping[str, Sequence[Any]],
                   class_names: Sequence[str] | None = None, labels: tuple[int, int] | None = None,
                   lam: float | None = None, agreement: Mapping[str, tuple[float, float]] | None = None,
-                  sample: int = 0, alpha: float = 0.6) -> Figure:
+                  sample: int = 0, alpha: float = 0.6, scale: int | None = None) -> Figure:
     """Attribution maps of several models on one mixed image, for each model's
-    two most probable classes.
+    two most probable classes, at a size a projected slide shows.
 
-    Rows are methods (models trained with different policies / losses);
-    the columns are: image a, image b, the mixed image, and the attribution
-    map for the model's top-1 and top-2 class drawn over the mixed image (in
+    One row per method (models trained with different policies / losses),
+    titled with the method and its two classes (``"mixup+mixup_ce:\ndisk /
+    square"``: the top-1 and top-2 class whose maps the row shows).  The
+    columns are: image a, image b, the mixed image, and the attribution map
+    for the model's top-1 and top-2 class drawn over the mixed image (in
     grey).  Each map is divided by its maximum (colour bar: share of the
     map's maximum).  A model that learned both mixed classes lights up object
     a for one class and object b for the other.
+
+    Small inputs are drawn upsampled by a whole factor ``k`` (``scale``;
+    default :func:`display_scale`, images of at least :data:`DISPLAY_PX`
+    pixels): the images by nearest neighbour (:func:`upsample_nearest`,
+    sharp pixels), each attribution map bilinearly to the same display grid
+    (:func:`upsample_bilinear`), both then drawn pixel for pixel
+    (``interpolation="nearest"``).  The title says the input size and ``k``.
 
     Args:
         images: ``(image_a, image_b)``, each [C, H, W] in [0, 1] (C = 1 or 3),
@@ -110,7 +151,7 @@ def saliency_grid(images: tuple[Any, Any], mixed: Any, attributions: Mapping[str
             ``{method: (attr_top1, attr_top2, top2_classes)}`` -- exactly what
             :func:`mixviz.saliency.top2_attributions` returns: maps [H, W],
             [1, H, W] or batches [B, 1, H, W] (non-negative), classes [2] or
-            [B, 2].  Maps of another size are stretched over the image.
+            [B, 2].  Maps of another size are resampled to the display grid.
         class_names: names of the classes (index = label) for the titles.
         labels: ``(y_a, y_b)``, the true classes of image a and b.
         lam: the share of image a in the mixed label, printed over the mixed image.
@@ -119,6 +160,7 @@ def saliency_grid(images: tuple[Any, Any], mixed: Any, attributions: Mapping[str
             printed under the maps.
         sample: which sample of batched inputs to draw.
         alpha: opacity of the heat maps over the image.
+        scale: the display factor ``k`` (None: :func:`display_scale` of the side).
 
     Returns:
         The figure: five axes per method plus one colour-bar axes.
@@ -142,31 +184,37 @@ def saliency_grid(images: tuple[Any, Any], mixed: Any, attributions: Mapping[str
         check_same_keys("agreement", agreement, "attributions", attributions)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha <= 1:
         raise ValueError(f"alpha must be a number in (0, 1], got {alpha!r}")
-    rows = len(maps)
-    fig, axes = new_figure(rows, 5, figsize=(12.5, 2.6 * rows + 0.9), layout="constrained")
     height, width = mixed_image.shape[:2]
-    extent = (-0.5, width - 0.5, height - 0.5, -0.5)
-    base = grey(mixed_image)
+    k = display_scale(min(height, width)) if scale is None else check_int("scale", scale)
+    shown_a, shown_b, shown_mixed = (upsample_nearest(im, k) for im in (image_a, image_b, mixed_image))
+    base = grey(shown_mixed)
+    rows = len(maps)
+    fig, axes = new_figure(rows, 5, figsize=(15.5, 2.75 * rows + 1.3), layout="constrained")
     heat = None
     for r, (key, (first, second, classes)) in enumerate(maps.items()):
         row = axes[r]
-        show_image(row[0], image_a)
-        show_image(row[1], image_b)
-        show_image(row[2], mixed_image)
-        row[0].set_title(f"image a: {_name(true[0], class_names)}" if true else "image a")
-        row[1].set_title(f"image b: {_name(true[1], class_names)}" if true else "image b")
-        row[2].set_title("mixed image" + (f"\n(λ = {lam:.2f})" if lam is not None else ""))
-        row[0].set_ylabel(key, fontweight="bold")
-        for k, (ax, attr) in enumerate(((row[3], first), (row[4], second))):
-            show_image(ax, base)
-            heat = ax.imshow(attr, cmap=HEAT_CMAP, vmin=0.0, vmax=1.0, alpha=alpha, extent=extent,
-                             interpolation="bilinear")
+        for ax, im in zip(row[:3], (shown_a, shown_b, shown_mixed)):
+            show_image(ax, im, interpolation="nearest")
+        if r == 0:
+            row[0].set_title(f"image a: {_name(true[0], class_names)}" if true else "image a", fontsize=FONT_PT)
+            row[1].set_title(f"image b: {_name(true[1], class_names)}" if true else "image b", fontsize=FONT_PT)
+            row[2].set_title("mixed image" + (f" (λ = {lam:.2f})" if lam is not None else ""), fontsize=FONT_PT)
+        top = [_name(c, class_names) for c in classes] if classes is not None else ["top-1", "top-2"]
+        row[0].set_ylabel(f"{key}:\n{top[0]} / {top[1]}", fontsize=FONT_PT, fontweight="bold", rotation=0,
+                          ha="right", va="center")
+        for j, (ax, attr) in enumerate(((row[3], first), (row[4], second))):
+            show_image(ax, base, interpolation="nearest")
+            heat = ax.imshow(upsample_bilinear(attr, *base.shape[:2]), cmap=HEAT_CMAP, vmin=0.0, vmax=1.0,
+                             alpha=alpha, interpolation="nearest")
             clear_axis(ax)
-            cls = f": {_name(classes[k], class_names)}" if classes is not None else ""
-            ax.set_title(f"attribution for the\ntop-{k + 1} class{cls}")
+            cls = f": {top[j]}" if classes is not None else " class"
+            ax.set_title(f"map for top-{j + 1}{cls}", fontsize=FONT_PT)
             if agreement is not None:
-                ax.set_xlabel(f"{float(agreement[key][k]):.0%} inside the object", fontsize="small")
+                ax.set_xlabel(f"{float(agreement[key][j]):.0%} inside the object", fontsize=FONT_PT - 2)
     bar = fig.colorbar(heat, ax=axes, shrink=0.8, aspect=30)
-    bar.set_label("attribution (share of the map's maximum)")
-    fig.suptitle("Where each model looks on the mixed image, for its two most probable classes")
+    bar.set_label("attribution (share of the map's maximum)", fontsize=FONT_PT - 2)
+    bar.ax.tick_params(labelsize=FONT_PT - 3)
+    fig.suptitle("Where each model looks on the mixed image, for its two most probable classes\n"
+                 f"{height} px input, shown at {k} x (image: nearest neighbour; attribution: bilinear)",
+                 fontsize=FONT_PT + 2)
     return fig

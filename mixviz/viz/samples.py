@@ -109,7 +109,7 @@ def _hidden_panel(batch: MixedBatch, key: str, row: int, layer: int) -> tuple[np
 
 @themed
 def mixed_samples_gallery(batches: Mapping[str, MixedBatch], class_names: Sequence[str] | None = None,
-                          n: int = 4) -> Figure:
+                          n: int = 4, title: str | None = None) -> Figure:
     """The first ``n`` samples of a batch mixed by every policy, side by side.
 
     Row ``i`` shows mixed sample ``i`` (image a = sample ``i`` of the source
@@ -133,12 +133,15 @@ def mixed_samples_gallery(batches: Mapping[str, MixedBatch], class_names: Sequen
             with 1 or 3 channels.
         class_names: names of the classes (index = label), or None for the ids.
         n: how many samples (rows) to show, at most the batch size.
+        title: the figure's title (None: a line saying what the rows and λ are).
 
     Returns:
         The figure: ``n`` rows of ``policies + masked policies`` axes, plus one
         colour-bar axes when any policy has a mask.
     """
     check_int("n", n)
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title must be a str or None, got {type(title).__name__}")
     _check_batches(batches, n)
     _check_class_names(class_names, batches, n)
     hidden = {key: _hidden_layer(batch) for key, batch in batches.items()}
@@ -184,5 +187,6 @@ def mixed_samples_gallery(batches: Mapping[str, MixedBatch], class_names: Sequen
     if mask_image is not None:
         bar = fig.colorbar(mask_image, ax=axes, location="bottom", shrink=0.5, aspect=40)
         bar.set_label("mask: share of the pixel taken from image a (1 = a, 0 = partner b)")
-    fig.suptitle("Mixed samples: the same image a under each policy  (λ = share of image a in the label)")
+    fig.suptitle(title if title is not None else
+                 "Mixed samples: the same image a under each policy  (λ = share of image a in the label)")
     return fig
