@@ -5,6 +5,7 @@ figures, and the labels and units of the run-history metrics."""
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -12,7 +13,7 @@ from typing import Any, TypeVar
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-__all__ = ["theme", "themed", "method_colors", "KIND_MARKERS", "METRIC_LABELS", "PERCENT_METRICS",
+__all__ = ["theme", "themed", "DRAW_LOCK", "method_colors", "KIND_MARKERS", "METRIC_LABELS", "PERCENT_METRICS",
            "metric_label"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -74,14 +75,25 @@ def _rc(context: str, font_scale: float) -> dict[str, Any]:
     return rc
 
 
+#: Held while a picture is built (:func:`theme`) or rendered (:func:`mixviz.viz.png_bytes`). matplotlib is not
+#: thread-safe and pyplot's figure list and ``rcParams`` (which :func:`theme` changes for the block) are global, yet
+#: a kernel runs code in more than one thread: JupyterLab >= 4.4 sends widget messages to a kernel *subshell*
+#: (setting ``commsOverSubshells``, default ``perCommTarget``) and ipykernel 7 runs each subshell in its own
+#: thread, so a slider's callback draws while a cell draws in the main thread.  Re-entrant: a picture may call
+#: another.
+DRAW_LOCK = threading.RLock()
+
+
 @contextmanager
 def theme(context: str = "notebook", font_scale: float = 0.9) -> Iterator[None]:
     """Seaborn's ``whitegrid`` style and ``context`` sizes inside the block only.
 
     Figures made inside keep the look; matplotlib's global settings are
-    restored on exit (it is a :func:`matplotlib.pyplot.rc_context`).
+    restored on exit (it is a :func:`matplotlib.pyplot.rc_context`).  The
+    block holds :data:`DRAW_LOCK`: another thread that draws waits, instead
+    of drawing with settings that are about to be restored under it.
     """
-    with plt.rc_context(_rc(context, font_scale)):
+    with DRAW_LOCK, plt.rc_context(_rc(context, font_scale)):
         yield
 
 
