@@ -118,3 +118,42 @@ def test_interact_redraws_on_change_and_manual_waits_for_the_button(monkeypatch)
     viz.interact(picture, manual=True, lam=other)
     other.value = 0.7
     assert calls == []  # manual: nothing until the button is pressed
+
+
+def test_inline_hooks_that_draw_every_figure_run_in_the_main_thread_only():
+    """The comm package fires post_execute after every widget message, in the subshell's thread that handles
+    it: the hooks that draw, show and close every pyplot figure must not run there."""
+    pytest.importorskip("IPython")
+    from IPython.core.events import EventManager, available_events
+
+    from mixviz.viz._common import _flush_in_main_thread_only
+
+    calls = []
+
+    def _draw_all_if_interactive():
+        calls.append("draw")
+
+    def flush_figures():
+        calls.append("flush")
+
+    def other():
+        calls.append(f"other in {threading.current_thread().name}")
+
+    class Shell:
+        pass
+
+    shell = Shell()
+    shell.events = EventManager(shell, available_events)
+    for hook in (_draw_all_if_interactive, flush_figures, other):
+        shell.events.register("post_execute", hook)
+    _flush_in_main_thread_only(shell)
+    shell.events.register("post_execute", flush_figures)  # enable_matplotlib again, then inline_png again
+    _flush_in_main_thread_only(shell)
+    assert len(shell.events.callbacks["post_execute"]) == 3
+    shell.events.trigger("post_execute")
+    assert sorted(calls) == ["draw", "flush", "other in MainThread"]
+    calls.clear()
+    thread = threading.Thread(target=shell.events.trigger, args=("post_execute",), name="subshell")
+    thread.start()
+    thread.join(30)
+    assert calls == ["other in subshell"]

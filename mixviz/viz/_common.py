@@ -243,9 +243,9 @@ def inline_png(dpi: int = DPI, colors: int | None = PNG_COLORS) -> None:
     a cell makes is shown at its end) and registers a PNG formatter for
     matplotlib figures with the IPython shell, so that figures shown inline
     are stored in the notebook as small PNGs: the same settings as the files
-    the project writes.  The end-of-cell display of the figures runs in the
-    kernel's main thread only (not after a widget message handled in a
-    subshell's thread: :func:`_flush_in_main_thread_only`).  Does nothing
+    the project writes.  The end-of-cell drawing and display of the figures
+    run in the kernel's main thread only (not after a widget message handled
+    in a subshell's thread: :func:`_flush_in_main_thread_only`).  Does nothing
     outside IPython.
     """
     check_positive("dpi", dpi, integer=True)
@@ -270,33 +270,40 @@ def inline_png(dpi: int = DPI, colors: int | None = PNG_COLORS) -> None:
         formatters[kind].pop(Figure, None)
 
 
+#: The ``post_execute`` hooks that draw, show or close every open pyplot figure: the inline backend's
+#: ``flush_figures`` (show them all, then close them all) and pyplot's ``_draw_all_if_interactive`` (draw every
+#: stale one).
+_FIGURE_HOOKS = ("flush_figures", "_draw_all_if_interactive")
+
+
 def _flush_in_main_thread_only(shell: Any) -> None:
-    """Let the inline backend's end-of-execution display (``flush_figures``:
-    show every open pyplot figure, then close them all) run in the kernel's
-    main thread only.
+    """Let the end-of-execution hooks that draw, show and close *every*
+    open pyplot figure (:data:`_FIGURE_HOOKS`) run in the kernel's main thread
+    only, holding :data:`mixviz.viz.style.DRAW_LOCK`.
 
     The comm package fires ``post_execute`` after *every* widget message, and
     ipykernel 7 handles the widget messages of JupyterLab >= 4.4 in a
-    subshell's thread: there the flush would show and close the figures a
-    cell is drawing in the main thread at that moment (half drawn: blank).
-    The main thread's cells flush as before.
+    subshell's thread: there these hooks would draw, show and close the
+    figures a cell is drawing in the main thread at that moment (half drawn:
+    blank, or with misplaced axes).  The main thread's cells run them as before.
     """
+    from mixviz.viz.style import DRAW_LOCK
+
     callbacks = shell.events.callbacks.get("post_execute", [])
-    flushes = [cb for cb in callbacks if getattr(cb, "__name__", "") == "flush_figures"
-               and not getattr(cb, "_mixviz_main_thread_only", False)]
-    guarded = any(getattr(cb, "_mixviz_main_thread_only", False) for cb in callbacks)
-    for flush in flushes:
-        shell.events.unregister("post_execute", flush)
-        if guarded:
+    guarded = {getattr(cb, "_mixviz_guards", None) for cb in callbacks} - {None}
+    for hook in [cb for cb in callbacks if getattr(cb, "__name__", "") in _FIGURE_HOOKS]:
+        shell.events.unregister("post_execute", hook)
+        if hook.__name__ in guarded:  # inline_png ran before: the guarded one is registered already
             continue
 
-        def main_thread_flush(flush: Any = flush) -> None:
+        def main_thread_only(hook: Any = hook) -> None:
             if threading.current_thread() is threading.main_thread():
-                flush()
+                with DRAW_LOCK:
+                    hook()
 
-        main_thread_flush._mixviz_main_thread_only = True  # type: ignore[attr-defined]
-        shell.events.register("post_execute", main_thread_flush)
-        guarded = True
+        main_thread_only._mixviz_guards = hook.__name__  # type: ignore[attr-defined]
+        shell.events.register("post_execute", main_thread_only)
+        guarded.add(hook.__name__)
 
 
 def integer_epochs(ax: Axes) -> None:
