@@ -295,7 +295,7 @@ def page(lab, browser_tools):
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(shots.parent / "chromium-profile"), executable_path=chromium, headless=True,
-            args=CHROMIUM_FLAGS, viewport={"width": 1400, "height": 1000}, timeout=PAGE_S * 1000)
+            args=CHROMIUM_FLAGS, viewport={"width": 1400, "height": 1400}, timeout=PAGE_S * 1000)
         context.set_default_timeout(PAGE_S * 1000)
         try:
             yield context.new_page()
@@ -314,7 +314,7 @@ def test_01_slider_redraws_the_gallery(lab, page):
     assert _grey_std(before) > BLANK_STD, "01: the first picture is blank"
     _move_slider(page, cell, "λ")
     after = _wait_for_new_picture(page, cell, before, RERENDER_S)
-    cell.screenshot(path=str(shots / "browser-01.png"))
+    cell.locator(".widget-interact").screenshot(path=str(shots / "browser-01.png"))
     _check_picture(after, before, "01 (λ moved)", shots / "01-after.png")
     assert not any((shots.parent / "runs").iterdir()), "the copy of 01 under test must not train a run"
 
@@ -339,7 +339,7 @@ def test_06_sliders_redraw_the_gradient_bars(lab, page):
     assert _grey_std(before) > BLANK_STD, "06: the first picture is blank"
     _move_slider(page, cell, "λ")
     after = _wait_for_new_picture(page, cell, before, RERENDER_S)
-    cell.screenshot(path=str(shots / "browser-06.png"))
+    cell.locator(".widget-interact").screenshot(path=str(shots / "browser-06.png"))
     _check_picture(after, before, "06 (λ moved, kernel idle)", shots / "06-after-idle.png", _expected_bars(cell))
 
     # the rest of the notebook (sections 2 and 3: pictures drawn in the main thread), and the slider meanwhile
