@@ -48,7 +48,7 @@ NB_DIR = ROOT / "notebooks"
 #: refused), no sandbox (CI runs as root), no GPU.
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-INSTALL = "install them with `apt-get install chromium` and `pip install playwright` (no `playwright install`)"
+INSTALL = "to run it: `apt-get install chromium` and `pip install playwright` (no `playwright install`)"
 
 SERVER_START_S = 90     # JupyterLab answers /api/status
 PAGE_S = 60             # the notebook opens and its kernel is idle
@@ -111,11 +111,11 @@ def browser_tools():
     """(playwright's sync_playwright, path of Chromium), or a skip that says how to install them."""
     chromium = _chromium()
     if chromium is None:
-        pytest.skip(f"no Chromium found (chromium, chromium-browser, google-chrome or $MIXVIZ_CHROMIUM): {INSTALL}")
+        pytest.skip(f"no Chromium found (chromium, chromium-browser, google-chrome or $MIXVIZ_CHROMIUM); {INSTALL}")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip(f"playwright (Python) is not installed: {INSTALL}")
+        pytest.skip(f"playwright (Python) is not installed; {INSTALL}")
     pytest.importorskip("jupyterlab", reason="JupyterLab is not installed: make setup installs it")
     pytest.importorskip("ipywidgets", reason="ipywidgets is not installed: make setup installs it")
     return sync_playwright, chromium
