@@ -27,6 +27,9 @@ Each function draws inside :func:`mixviz.viz.style.theme` (seaborn
 :func:`semi_curves`            pseudo-labels kept, their accuracy and test
                                accuracy per epoch (semi-supervised runs)
 :func:`augmentation_views`     the same images under several augmentations
+:func:`interact`               sliders that redraw a picture in a notebook
+                               (safe when widget callbacks run in a kernel
+                               subshell's thread); :func:`show` shows one
 =============================  ==============================================
 
 >>> import matplotlib; matplotlib.use("Agg")
@@ -51,6 +54,7 @@ from mixviz.viz.calibration import display_bins, reliability_diagrams
 from mixviz.viz.comparison import method_bars, method_comparison, method_summary
 from mixviz.viz.curves import training_curves
 from mixviz.viz.dm_loss import gradient_bars, loss_landscape, sgd_trace_plot
+from mixviz.viz.interactive import interact, show
 from mixviz.viz.memorisation import memorisation_curves, seed_band
 from mixviz.viz.mismatch import mismatch_scatter, mismatch_scatter_from_reports
 from mixviz.viz.mixed_accuracy import final_mixed_accuracy, mixed_accuracy_plot
@@ -95,4 +99,6 @@ __all__ = [
     "dm_sweep",
     "semi_curves",
     "augmentation_views",
+    "interact",
+    "show",
 ]

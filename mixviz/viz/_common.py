@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -188,8 +190,11 @@ def png_bytes(fig: Figure, dpi: int = DPI, colors: int | None = PNG_COLORS) -> b
         raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
     check_positive("dpi", dpi, integer=True)
     _check_colors(colors)
+    from mixviz.viz.style import DRAW_LOCK
+
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    with DRAW_LOCK:  # never two threads rendering at once (one figure rendered twice at once comes out blank)
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     if colors is None:
         return buffer.getvalue()
     from PIL import Image
@@ -238,7 +243,10 @@ def inline_png(dpi: int = DPI, colors: int | None = PNG_COLORS) -> None:
     a cell makes is shown at its end) and registers a PNG formatter for
     matplotlib figures with the IPython shell, so that figures shown inline
     are stored in the notebook as small PNGs: the same settings as the files
-    the project writes.  Does nothing outside IPython.
+    the project writes.  The end-of-cell drawing and display of the figures
+    run in the kernel's main thread only (not after a widget message handled
+    in a subshell's thread: :func:`_flush_in_main_thread_only`).  Does nothing
+    outside IPython.
     """
     check_positive("dpi", dpi, integer=True)
     _check_colors(colors)
@@ -255,10 +263,47 @@ def inline_png(dpi: int = DPI, colors: int | None = PNG_COLORS) -> None:
         shell.enable_matplotlib("inline")
     except NotImplementedError:  # a bare InteractiveShell has no GUI hooks: only the formatter below
         pass
+    _flush_in_main_thread_only(shell)
     formatters = shell.display_formatter.formatters
     formatters["image/png"].for_type(Figure, lambda fig: png_bytes(fig, dpi, colors))
     for kind in ("image/svg+xml", "application/pdf", "image/jpeg"):  # one picture per figure: the PNG
         formatters[kind].pop(Figure, None)
+
+
+#: The ``post_execute`` hooks that draw, show or close every open pyplot figure: the inline backend's
+#: ``flush_figures`` (show them all, then close them all) and pyplot's ``_draw_all_if_interactive`` (draw every
+#: stale one).
+_FIGURE_HOOKS = ("flush_figures", "_draw_all_if_interactive")
+
+
+def _flush_in_main_thread_only(shell: Any) -> None:
+    """Let the end-of-execution hooks that draw, show and close *every*
+    open pyplot figure (:data:`_FIGURE_HOOKS`) run in the kernel's main thread
+    only, holding :data:`mixviz.viz.style.DRAW_LOCK`.
+
+    The comm package fires ``post_execute`` after *every* widget message, and
+    ipykernel 7 handles the widget messages of JupyterLab >= 4.4 in a
+    subshell's thread: there these hooks would draw, show and close the
+    figures a cell is drawing in the main thread at that moment (half drawn:
+    blank, or with misplaced axes).  The main thread's cells run them as before.
+    """
+    from mixviz.viz.style import DRAW_LOCK
+
+    callbacks = shell.events.callbacks.get("post_execute", [])
+    guarded = {getattr(cb, "_mixviz_guards", None) for cb in callbacks} - {None}
+    for hook in [cb for cb in callbacks if getattr(cb, "__name__", "") in _FIGURE_HOOKS]:
+        shell.events.unregister("post_execute", hook)
+        if hook.__name__ in guarded:  # inline_png ran before: the guarded one is registered already
+            continue
+
+        def main_thread_only(hook: Any = hook) -> None:
+            if threading.current_thread() is threading.main_thread():
+                with DRAW_LOCK:
+                    hook()
+
+        main_thread_only._mixviz_guards = hook.__name__  # type: ignore[attr-defined]
+        shell.events.register("post_execute", main_thread_only)
+        guarded.add(hook.__name__)
 
 
 def integer_epochs(ax: Axes) -> None:
@@ -268,9 +313,44 @@ def integer_epochs(ax: Axes) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+#: Per thread: inside :func:`unmanaged_figures`, new pictures are plain Figures that pyplot does not list.
+_FIGURES = threading.local()
+#: Arguments of ``plt.subplots`` that go to ``Figure.subplots`` (the rest go to the Figure).
+_SUBPLOTS_KW = ("sharex", "sharey", "width_ratios", "height_ratios", "subplot_kw", "gridspec_kw")
+
+
+@contextmanager
+def unmanaged_figures() -> Iterator[None]:
+    """Inside the block, the pictures this thread makes are plain Figures
+    with an Agg canvas that pyplot does not list: no ``plt.show()``,
+    ``plt.close("all")`` or inline-backend flush (in this or another thread)
+    shows or closes them.  Show one with :func:`mixviz.viz.show`
+    (:func:`mixviz.viz.interact` does both)."""
+    before = getattr(_FIGURES, "unmanaged", False)
+    _FIGURES.unmanaged = True
+    try:
+        yield
+    finally:
+        _FIGURES.unmanaged = before
+
+
+def new_plain_figure(**kw: Any) -> Figure:
+    """``plt.figure(**kw)``, or inside :func:`unmanaged_figures` a Figure pyplot does not list."""
+    if getattr(_FIGURES, "unmanaged", False):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        fig = Figure(**kw)
+        FigureCanvasAgg(fig)
+        return fig
+    return plt.figure(**kw)
+
+
 def new_figure(nrows: int, ncols: int, **kw: Any) -> tuple[Figure, np.ndarray]:
-    """``plt.subplots`` with a 2-D array of axes always."""
-    fig, axes = plt.subplots(nrows, ncols, squeeze=False, **kw)
+    """``plt.subplots`` with a 2-D array of axes always (a figure pyplot does
+    not list inside :func:`unmanaged_figures`)."""
+    sub = {key: kw.pop(key) for key in _SUBPLOTS_KW if key in kw}
+    fig = new_plain_figure(**kw)
+    axes = fig.subplots(nrows, ncols, squeeze=False, **sub)
     return fig, axes
 
 

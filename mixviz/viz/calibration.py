@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from mixviz.viz._common import (check_fraction, check_fractions, check_frame, check_int, check_mapping,
-                                check_same_keys, grid_shape)
+                                check_same_keys, grid_shape, new_plain_figure)
 from mixviz.viz.style import themed
 
 __all__ = ["reliability_diagrams", "display_bins"]
@@ -141,7 +141,7 @@ def reliability_diagrams(bins: Mapping[str, pd.DataFrame], ece: Mapping[str, flo
         raise TypeError(f"counts must be True or False, got {type(counts).__name__}")
     n = len(checked)
     rows, cols = grid_shape(n, ncols)
-    fig = plt.figure(figsize=(3.3 * cols + 0.4, (4.4 if counts else 3.6) * rows + 0.8), layout="constrained")
+    fig = new_plain_figure(figsize=(3.3 * cols + 0.4, (4.4 if counts else 3.6) * rows + 0.8), layout="constrained")
     per = 2 if counts else 1
     grid = fig.add_gridspec(per * rows, cols, height_ratios=[3, 1] * rows if counts else None)
     for i, (key, frame) in enumerate(checked.items()):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
 from mixviz.mixing.batch import MixedBatch
-from mixviz.viz._common import check_int, class_name, check_mapping, clear_axis, image_array, show_image
+from mixviz.viz._common import (check_int, check_mapping, class_name, clear_axis, image_array, new_plain_figure,
+                                show_image)
 from mixviz.viz.style import themed
 
 __all__ = ["mixed_samples_gallery", "soft_label_text"]
@@ -153,8 +153,8 @@ def mixed_samples_gallery(batches: Mapping[str, MixedBatch], class_names: Sequen
     pair = {key: layer is not None and layer != 0 for key, layer in hidden.items()}  # a | b: twice as wide
     widths = [(2.0 + PAIR_GAP if pair[key] else 1.0) if kind == "image" else 0.5 for key, kind in columns]
     has_mask = any(kind == "mask" for _, kind in columns)
-    fig = plt.figure(figsize=(1.9 * sum(widths) + 0.8, 2.3 * n + (1.3 if has_mask else 0.8)),
-                     layout="constrained")
+    fig = new_plain_figure(figsize=(1.9 * sum(widths) + 0.8, 2.3 * n + (1.3 if has_mask else 0.8)),
+                           layout="constrained")
     axes = fig.subplots(n, len(columns), squeeze=False, gridspec_kw={"width_ratios": widths})
     mask_image = None
     for col, (key, kind) in enumerate(columns):

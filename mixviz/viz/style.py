@@ -8,6 +8,7 @@ metrics."""
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -18,8 +19,8 @@ import matplotlib
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-__all__ = ["theme", "themed", "method_colors", "method_style", "line_styles", "markevery", "MethodStyle", "FAMILY_TONES",
-           "FAMILY_LABELS", "DM_HATCH", "KIND_MARKERS", "METRIC_LABELS", "PERCENT_METRICS",
+__all__ = ["theme", "themed", "DRAW_LOCK", "method_colors", "method_style", "line_styles", "markevery", "MethodStyle",
+           "FAMILY_TONES", "FAMILY_LABELS", "DM_HATCH", "KIND_MARKERS", "METRIC_LABELS", "PERCENT_METRICS",
            "metric_label"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -90,6 +91,14 @@ FONT_KEYS = ("axes.labelsize", "axes.titlesize", "xtick.labelsize", "ytick.label
 
 _ACTIVE: ContextVar[tuple[str, float] | None] = ContextVar("mixviz_theme", default=None)
 
+#: Held while a picture is built (:func:`theme`) or rendered (:func:`mixviz.viz.png_bytes`). matplotlib is not
+#: thread-safe and pyplot's figure list and ``rcParams`` (which :func:`theme` changes for the block) are global, yet
+#: a kernel runs code in more than one thread: JupyterLab >= 4.4 sends widget messages to a kernel *subshell*
+#: (setting ``commsOverSubshells``, default ``perCommTarget``) and ipykernel 7 runs each subshell in its own
+#: thread, so a slider's callback draws while a cell draws in the main thread.  Re-entrant: a picture may call
+#: another.
+DRAW_LOCK = threading.RLock()
+
 
 @contextmanager
 def theme(context: str = DEFAULT_CONTEXT, font_scale: float = DEFAULT_FONT_SCALE) -> Iterator[None]:
@@ -98,7 +107,9 @@ def theme(context: str = DEFAULT_CONTEXT, font_scale: float = DEFAULT_FONT_SCALE
     Every mixviz picture drawn inside uses this theme, so one line makes all
     of them bigger: ``with viz.theme("talk", font_scale=1.6): ...`` (a
     projector).  Matplotlib's global settings are restored on exit (it is a
-    :func:`matplotlib.pyplot.rc_context`).
+    :func:`matplotlib.pyplot.rc_context`).  The block holds :data:`DRAW_LOCK`:
+    another thread that draws waits, instead of drawing with settings that
+    are about to be restored under it.
 
     Args:
         context: seaborn's sizes: ``"paper"``, ``"notebook"``, ``"talk"`` or ``"poster"``.
@@ -110,7 +121,7 @@ def theme(context: str = DEFAULT_CONTEXT, font_scale: float = DEFAULT_FONT_SCALE
     check_positive("font_scale", font_scale)
     token = _ACTIVE.set((context, float(font_scale)))
     try:
-        with plt.rc_context(_rc(context, font_scale)):
+        with DRAW_LOCK, plt.rc_context(_rc(context, font_scale)):
             yield
     finally:
         _ACTIVE.reset(token)
