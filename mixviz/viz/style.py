@@ -145,12 +145,14 @@ def _enclosing_rc() -> dict[str, Any]:
 def themed(func: F) -> F:
     """Decorator: run a plotting function inside the enclosing :func:`theme`
     (the default one when there is none), keeping the text sizes of an
-    enclosing ``rc_context`` (see :func:`_enclosing_rc`)."""
+    enclosing ``rc_context`` (see :func:`_enclosing_rc`).  It holds
+    :data:`DRAW_LOCK` while it reads the settings and draws."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with plt.rc_context(_enclosing_rc()):
-            return func(*args, **kwargs)
+        with DRAW_LOCK:
+            with plt.rc_context(_enclosing_rc()):
+                return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 
