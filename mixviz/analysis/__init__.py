@@ -29,6 +29,9 @@ for ``(logits, features)``), which every function here takes.
 :func:`fixed_mixed_batch`          the same mixed set for every model
 :func:`mix_at_lam`                 mixing at a chosen lam
 :func:`with_last_conv`             name the layer Grad-CAM explains
+:func:`boundary_scores`            accuracy and ECE of 2-D classifiers
+:func:`saliency_intervals`         saliency agreement with intervals and chance
+:func:`pick_top2_example`          a mixed example picked by a stated rule
 :mod:`mixviz.analysis.dm`          what the DM loss does to one prediction
 =================================  ===========================================
 
@@ -55,6 +58,7 @@ from mixviz.analysis.evaluation import (boundary_grids, boundary_notes, calibrat
                                         visible_pair_accuracy)
 from mixviz.analysis.mixed import (LAM_POLICIES, dynamic_models, mixable_policies, fixed_mixed_batch, gallery_batches, mix_at_lam,
                                    pick_mixed_sample, visible_objects)
+from mixviz.analysis.teaching import boundary_scores, pick_top2_example, saliency_intervals
 
 __all__ = [
     "EVAL_SEED",
@@ -88,6 +92,9 @@ __all__ = [
     "saliency_table",
     "saliency_by_kind",
     "saliency_example",
+    "boundary_scores",
+    "saliency_intervals",
+    "pick_top2_example",
     "with_last_conv",
     "dm",
 ]
