@@ -29,7 +29,7 @@ import pandas as pd
 from mixviz import stats
 from mixviz.experiments.reading import name
 
-__all__ = ["NOT_TESTED", "METRIC_NAMES", "seeds_text", "interval_text", "verdict_text", "near_zero_note",
+__all__ = ["NOT_TESTED", "METRIC_NAMES", "seeds_text", "interval_text", "verdict_text", "difference_text", "near_zero_note",
            "effects_findings", "tour_findings", "mixing_findings", "boundary_findings", "calibration_findings",
            "top2_chance", "top2_findings", "saliency_findings", "dm_loss_findings", "semi_findings"]
 
@@ -81,6 +81,13 @@ def verdict_text(iv: stats.Interval, higher: str = "higher", lower: str = "lower
     return stats.verdict(iv, higher, lower) if _tested(iv) else NOT_TESTED
 
 
+def difference_text(iv: stats.Interval, higher: str = "higher", lower: str = "lower", **kw: Any) -> str:
+    """:func:`interval_text` and, where there is an interval, its verdict:
+    ``"+10.7 ± 4.2 points (95 % interval +6.5 to +14.9, 3 seeds): more"``."""
+    text = interval_text(iv, **kw)
+    return f"{text}: {verdict_text(iv, higher, lower)}" if _tested(iv) else text
+
+
 def near_zero_note(iv: stats.Interval, *, scale: float = 100.0, unit: str = "points") -> str:
     """For a starred interval whose nearer bound lies within :data:`NEAR_ZERO`
     of its half-width from 0: why the star and a bound of about 0 are no
@@ -105,7 +112,7 @@ def _difference(row: Mapping[str, Any] | pd.Series, metric: str, against: str) -
     higher, lower = _WORDS.get(metric, ("higher", "lower"))
     iv = _iv(row, metric)
     return (f"{name(row['treatment'])} minus {against}, {METRIC_NAMES.get(metric, metric)}: "
-            f"{interval_text(iv)}: {verdict_text(iv, higher, lower)}.")
+            f"{difference_text(iv, higher, lower)}.")
 
 
 def effects_findings(effects: pd.DataFrame, comparison: str = "mixing - none+ce",
@@ -265,8 +272,7 @@ def top2_findings(mixed: pd.DataFrame, num_classes: int) -> str:
             iv = stats.paired_ci(a, b)
         except ValueError:
             continue
-        lines.append(f"{name(method)} minus {name(reference)}, mixed Top-2: {interval_text(iv)}: "
-                     f"{verdict_text(iv)}.")
+        lines.append(f"{name(method)} minus {name(reference)}, mixed Top-2: {difference_text(iv)}.")
     return _bullets(lines)
 
 
@@ -340,7 +346,7 @@ def semi_findings(paired: pd.DataFrame, summary: pd.DataFrame | None = None) -> 
         for _, row in rows.iterrows():
             iv = _iv(row, "test_acc")
             lines.append(f"{int(labels)} labels per class: {name(row['treatment'])} minus {name(row['reference'])}, "
-                         f"test accuracy: {interval_text(iv)}: {verdict_text(iv, 'more accurate', 'less accurate')}.")
+                         f"test accuracy: {difference_text(iv, 'more accurate', 'less accurate')}.")
     if summary is not None and not summary.empty:
         seeds = sorted({int(s) for s in summary["seeds"]})
         lines.insert(0, f"Seeds per method: {' or '.join(map(str, seeds))}"

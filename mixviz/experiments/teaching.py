@@ -21,7 +21,7 @@ import pandas as pd
 
 from mixviz import stats
 from mixviz.experiments.reading import REGIME_NAMES, _across, machines, name
-from mixviz.experiments.findings import interval_text, seeds_text, verdict_text
+from mixviz.experiments.findings import difference_text, interval_text, seeds_text
 
 __all__ = ["CLAIMS", "outcome", "dm_claim", "dynamic_claim", "calibration_claim", "paper_claims", "claims_markdown",
            "teaching_section"]
@@ -116,10 +116,10 @@ def calibration_claim(calibration: pd.DataFrame, regime: str = "noisy40", method
     verdict = "reproduced" if better else "did not reproduce here"
     return (f"{CLAIMS['calibration']} **{verdict[0].upper() + verdict[1:]}.** With "
             f"{REGIME_NAMES.get(regime, regime)}, {name(method)} minus plain training, ECE as trained: "
-            f"{interval_text(raw)}: {verdict_text(raw, 'worse calibrated', 'better calibrated')}; its fitted "
+            f"{difference_text(raw, 'worse calibrated', 'better calibrated')}; its fitted "
             f"temperature is {by[method]['temperature'].mean():.2f} against plain training's "
             f"{by['none+ce']['temperature'].mean():.2f} (below 1: under-confident). After temperature scaling: "
-            f"{interval_text(scaled)}: {verdict_text(scaled, 'worse calibrated', 'better calibrated')}"
+            f"{difference_text(scaled, 'worse calibrated', 'better calibrated')}"
             + (" — the excess goes away with one fitted number." if raw.excludes_zero and raw.mean > 0
                and not scaled.excludes_zero else "."))
 
