@@ -156,3 +156,13 @@ def test_teaching_section_from_the_committed_results():
     text = teaching.teaching_section(root)
     assert text is not None and text.count("\n1. ") + text.count("\n2. ") + text.count("\n3. ") == 3
     assert teaching.teaching_section(root / "nowhere") is None
+
+
+def test_docs_teaching_holds_the_generated_section():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    page = (root / "docs" / "teaching.md").read_text()
+    found = re.search(r"<!-- begin: teaching -->\n(.*?)\n<!-- end: teaching -->", page, re.S)
+    assert found and found.group(1) == teaching.teaching_section(root)

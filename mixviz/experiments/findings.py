@@ -31,7 +31,7 @@ from mixviz.experiments.reading import name
 
 __all__ = ["NOT_TESTED", "METRIC_NAMES", "seeds_text", "interval_text", "verdict_text", "difference_text", "near_zero_note",
            "effects_findings", "tour_findings", "mixing_findings", "boundary_findings", "calibration_findings",
-           "top2_chance", "top2_findings", "saliency_findings", "dm_loss_findings", "semi_findings"]
+           "top2_chance", "top2_findings", "model_findings", "saliency_findings", "dm_loss_findings", "semi_findings"]
 
 #: What a one-seed row says instead of a verdict.
 NOT_TESTED = "one seed: not tested"
@@ -273,6 +273,22 @@ def top2_findings(mixed: pd.DataFrame, num_classes: int) -> str:
         except ValueError:
             continue
         lines.append(f"{name(method)} minus {name(reference)}, mixed Top-2: {difference_text(iv)}.")
+    return _bullets(lines)
+
+
+def model_findings(mixed: pd.DataFrame, num_classes: int, saliency: pd.DataFrame | None = None) -> str:
+    """Notebook 07: each model's mixed Top-1/Top-2 (:func:`mixviz.analysis.mixed_accuracy`)
+    against a random ranking, and its saliency agreement against chance
+    (:func:`mixviz.analysis.saliency_table`); one model each: no interval."""
+    top1, top2 = top2_chance(num_classes)
+    lines = [f"{r['method']}: mixed Top-1 {100 * r['mixed_top1']:.1f} %, Top-2 {100 * r['mixed_top2']:.1f} % (a random "
+             f"ranking of the {num_classes} classes: {100 * top1:.0f} % and {100 * top2:.1f} %)."
+             for _, r in mixed.iterrows()]
+    if saliency is not None and not saliency.empty:
+        for _, r in saliency.iterrows():
+            lines.append(f"{r['method']}, {r['attribution']}: share of the map on the object {100 * r['mask_share']:.1f} "
+                         f"%, pointing {100 * r['pointing']:.1f} % (an even map: {100 * r['chance']:.1f} %).")
+    lines.append("One model each and one set of test images: these are descriptions, not tested differences.")
     return _bullets(lines)
 
 
