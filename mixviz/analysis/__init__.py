@@ -31,6 +31,9 @@ for ``(logits, features)``), which every function here takes.
 :func:`large_gallery_batches`      the gallery at 64 px, the models seeing
                                    16 px (:class:`AtResolution`)
 :func:`with_last_conv`             name the layer Grad-CAM explains
+:func:`boundary_scores`            accuracy and ECE of 2-D classifiers
+:func:`saliency_intervals`         saliency agreement with intervals and chance
+:func:`pick_top2_example`          a mixed example picked by a stated rule
 :mod:`mixviz.analysis.dm`          what the DM loss does to one prediction
 =================================  ===========================================
 
@@ -60,6 +63,7 @@ from mixviz.analysis.gallery import (GALLERY_MAX_POLICIES, GALLERY_ROWS, GALLERY
                                      mask_block_grid)
 from mixviz.analysis.mixed import (LAM_POLICIES, dynamic_models, mixable_policies, fixed_mixed_batch, gallery_batches, mix_at_lam,
                                    pick_mixed_sample, visible_objects)
+from mixviz.analysis.teaching import boundary_scores, pick_top2_example, saliency_intervals
 
 __all__ = [
     "EVAL_SEED",
@@ -103,6 +107,9 @@ __all__ = [
     "saliency_table",
     "saliency_by_kind",
     "saliency_example",
+    "boundary_scores",
+    "saliency_intervals",
+    "pick_top2_example",
     "with_last_conv",
     "dm",
 ]
