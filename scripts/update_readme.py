@@ -17,6 +17,7 @@ links are rewritten for the page's folder):
 
     reading   the bullets of mixviz.experiments.reading, computed from results/full, results/dm-sweep
               and results/semi
+    teaching  docs/teaching.md's three findings (mixviz.experiments.teaching, from results/full)
     faithfulness  docs/faithfulness-measured.md  (python scripts/faithfulness.py)
 
 Nothing in those sections is typed by hand.  Run:  python scripts/update_readme.py
@@ -38,6 +39,7 @@ PAGES = {
     "docs/presets.md": ("regimes",),
     "docs/speed.md": ("bench",),
     "docs/faithfulness.md": ("faithfulness",),
+    "docs/teaching.md": ("teaching",),
 }
 
 #: The largest move of a single run between two 2-core machines of the same kind, same code and seed (issue 18):
@@ -156,17 +158,30 @@ def sources() -> dict[str, str | None]:
         "bench": "\n\n".join(bench) or None,
         "headline": _headline(ROOT / "figures" / "summary.json"),
         "reading": _reading(),
+        "teaching": _teaching(),
         "faithfulness": _read(ROOT / "docs" / "faithfulness-measured.md"),
     }
 
 
-def _reading() -> str | None:
-    """The generated reading of the results (mixviz.experiments.reading)."""
+def _package() -> None:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
+
+
+def _reading() -> str | None:
+    """The generated reading of the results (mixviz.experiments.reading)."""
+    _package()
     from mixviz.experiments.reading import reading
 
     return reading(ROOT)
+
+
+def _teaching() -> str | None:
+    """The three findings of docs/teaching.md (mixviz.experiments.teaching)."""
+    _package()
+    from mixviz.experiments.teaching import teaching_section
+
+    return teaching_section(ROOT)
 
 
 _LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s#:]+)((?:#[^)]*)?\))")

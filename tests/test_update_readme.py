@@ -111,7 +111,7 @@ def test_an_empty_section_is_filled(capsys):
 
 
 NONE = {"results": None, "sweep": None, "semi": None, "calibration": None, "regimes": None, "bench": None,
-        "headline": None, "reading": None, "faithfulness": None}
+        "headline": None, "reading": None, "faithfulness": None, "teaching": None}
 
 
 def test_every_page_has_its_sections_and_stays_put_without_sources():
@@ -165,7 +165,7 @@ def test_sources_read_summary_plots_and_benchmarks(tmp_path, monkeypatch):
                    "![test accuracy against seconds per epoch, digits](results/full/accuracy_vs_time_digits.png)",
         "sweep": None, "semi": None, "calibration": None, "regimes": None,
         "bench": "### Mixing policies\n\nA\n\n### Training step per method\n\nD", "headline": None,
-        "reading": None, "faithfulness": None,
+        "reading": None, "faithfulness": None, "teaching": None,
     }
     # the calibration report: its title dropped, its regime headings under the README's sub-heading
     (tmp_path / "results" / "full" / "calibration.md").write_text("# Calibration\n\nintro\n\n## clean\n\n| t |\n")
