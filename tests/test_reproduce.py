@@ -170,3 +170,14 @@ def test_reproduce_samples_and_refuses_the_default_store(tmp_path, monkeypatch, 
         reproduce(out, preset="nope", log=None)
     with pytest.raises(FileNotFoundError, match="results.csv"):
         reproduce(tmp_path / "nothing", preset=TINY, log=None)
+
+
+def test_machines_are_counted_with_unrecorded_rows_named():
+    from mixviz.experiments.reproduce import _machines
+
+    table = pd.DataFrame(dict(machine=["Intel, 2 cores", None, "", "Intel, 2 cores"]))
+    assert _machines(table) == ["Intel, 2 cores (2 runs)",
+                                "not recorded (runs made before runs recorded their machine) (2 runs)"]
+    assert _machines(pd.DataFrame(dict(seed=[0]))) == [
+        "not recorded (runs made before runs recorded their machine) (1 run)"]
+    assert _machines(pd.DataFrame(dict(machine=[]))) == []

@@ -308,9 +308,14 @@ def reproduce(results_dir: str | os.PathLike, *, sample: int | None = None, regi
 
 
 def _machines(table: pd.DataFrame) -> list[str]:
-    if "machine" not in table:
+    """Each machine of ``table``'s rows with its count of runs; rows without
+    one are counted as "not recorded" (runs made before runs recorded it)."""
+    if table.empty:
         return []
-    return [str(m) for m in dict.fromkeys(table["machine"].dropna().astype(str)) if m]
+    cells = table["machine"].fillna("").astype(str) if "machine" in table else pd.Series([""] * len(table))
+    counts = cells.value_counts(sort=False)
+    return [f"{m or 'not recorded (runs made before runs recorded their machine)'} ({n} run{'s' * (n != 1)})"
+            for m, n in counts.items()]
 
 
 def _points(value: float) -> str:
@@ -324,16 +329,21 @@ def reproduce_markdown(results_dir: str | os.PathLike, committed: pd.DataFrame, 
     with both verdicts, the per-run deviation."""
     from mixviz.machine import machine_info, machine_text
 
-    here = _machines(rerun) or [machine_text(machine_info())]
-    there = _machines(committed) or ["not recorded (runs made before runs recorded their machine)"]
+    from mixviz.ioutil import shown_path
+
+    here = [m for m in _machines(rerun) if not m.startswith("not recorded")] or [machine_text(machine_info())]
+    keys = set(zip(rerun["regime"], rerun["method"], rerun["seed"].astype(int)))
+    chosen_rows = committed[[(r, m, int(s)) in keys for r, m, s in zip(committed["regime"], committed["method"],
+                                                                       committed["seed"])]]
+    there = _machines(chosen_rows)
     chosen = ", ".join(f"{k}: {', '.join(map(str, dict.fromkeys(rerun[k].astype(str))))}"
                        for k in ("regime", "method"))
-    lines = [f"# Reproduction of `{Path(results_dir).as_posix()}`", "",
+    lines = [f"# Reproduction of `{shown_path(results_dir)}`", "",
              f"Re-trained {len(rerun)} of {len(committed)} runs"
              f"{f' of preset `{preset.name}`' if preset is not None else ''} ({chosen}; seeds "
              f"{', '.join(map(str, sorted({int(s) for s in rerun['seed']})))}) from the same configs (each "
-             f"config's id checked against the row's run_id) into a fresh run store, `{Path(store).as_posix()}`.",
-             "", "- re-run on: " + "; ".join(here), "- committed runs made on: " + "; ".join(there), "",
+             f"config's id checked against the row's run_id) into a fresh run store, `{shown_path(store)}`.",
+             "", "- re-run on: " + "; ".join(here), "- the committed runs of those cells made on: " + "; ".join(there), "",
              "## Claims", "",
              "Each paired difference of effects.csv whose two methods were re-run, recomputed from the re-run "
              "rows with the same code (points; ± 95 % interval; * the interval excludes 0). A starred claim "
