@@ -141,7 +141,7 @@ def method_comparison(results: pd.DataFrame, x: str = "sec_per_epoch", y: str = 
     summary = method_summary(results, [x, y], kinds)
     policies = [m.split("+")[0] for m in summary["method"]]
     colors = method_colors(policies, _check_kinds(kinds))
-    fig, axes = new_figure(1, 1, figsize=(8.0, 5.2), layout="constrained")
+    fig, axes = new_figure(1, 1, figsize=(10.0, 6.0), layout="constrained")
     ax = axes[0, 0]
     annotate = len(summary) <= ANNOTATE_MAX
     names = []
@@ -158,7 +158,8 @@ def method_comparison(results: pd.DataFrame, x: str = "sec_per_epoch", y: str = 
             ax.annotate(names[-1], (r[x], r[y]), textcoords="offset points", xytext=(7, 5), fontsize="small")
     ax.set_xlabel(metric_label(x))
     ax.set_ylabel(metric_label(y))
-    ax.set_title(f"{metric_label(y)} vs {metric_label(x)}\n({_subtitle(results, summary)})")
+    subtitle = _subtitle(results, summary).replace(", hollow", ",\nhollow")  # two lines: the axes stay wide
+    ax.set_title(f"{metric_label(y)} vs {metric_label(x)}\n({subtitle})")
     handles = [Line2D([], [], marker=KIND_MARKERS[k], color="0.4", linestyle="none", markersize=8, label=k)
                for k in KIND_MARKERS if k in set(summary["kind"])]
     if (summary["n"] < 2).any():

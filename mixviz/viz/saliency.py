@@ -198,7 +198,7 @@ def saliency_grid(images: tuple[Any, Any], mixed: Any, attributions: Mapping[str
         if r == 0:
             row[0].set_title(f"image a: {_name(true[0], class_names)}" if true else "image a", fontsize=FONT_PT)
             row[1].set_title(f"image b: {_name(true[1], class_names)}" if true else "image b", fontsize=FONT_PT)
-            row[2].set_title("mixed image" + (f" (λ = {lam:.2f})" if lam is not None else ""), fontsize=FONT_PT)
+            row[2].set_title("mixed image" + (f"\nλ = {lam:.2f}" if lam is not None else ""), fontsize=FONT_PT)
         top = [_name(c, class_names) for c in classes] if classes is not None else ["top-1", "top-2"]
         row[0].set_ylabel(f"{key}:\n{top[0]} / {top[1]}", fontsize=FONT_PT, fontweight="bold", rotation=0,
                           ha="right", va="center")
@@ -207,7 +207,7 @@ def saliency_grid(images: tuple[Any, Any], mixed: Any, attributions: Mapping[str
             heat = ax.imshow(upsample_bilinear(attr, *base.shape[:2]), cmap=HEAT_CMAP, vmin=0.0, vmax=1.0,
                              alpha=alpha, interpolation="nearest")
             clear_axis(ax)
-            cls = f": {top[j]}" if classes is not None else " class"
+            cls = f":\n{top[j]}" if classes is not None else " class"
             ax.set_title(f"map for top-{j + 1}{cls}", fontsize=FONT_PT)
             if agreement is not None:
                 ax.set_xlabel(f"{float(agreement[key][j]):.0%} inside the object", fontsize=FONT_PT - 2)
