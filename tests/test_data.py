@@ -393,16 +393,30 @@ def _digest(parts: C.ClutterParts) -> str:
     return h.hexdigest()[:16]
 
 
-@pytest.mark.parametrize("objects, split, digest", [
-    ("digits", "train", "2218dfbc9bda2f47"), ("digits", "test", "ffa4c0127993623c"),
-    ("shapes", "train", "d5462547f0e3c6d5"), ("shapes", "test", "7fb0a1ce31cb29ac"),
-])
-def test_clutter_digits_and_shapes_are_bitwise_unchanged(objects, split, digest):
+#: Digests of the ten-class sets by the CPU kernels torch runs (torch.backends.cpu.get_cpu_capability()): the
+#: generator's float operations (resampling, blending) round differently on AVX2 and AVX-512 CPUs, so the same
+#: seed gives sets that differ in the last bits between the two.  Each pair was taken with the code from before
+#: objects="both" existed (commit 0345e85's parent) on a machine of that kind.
+CLUTTER_DIGESTS = {
+    "AVX2": {("digits", "train"): "2218dfbc9bda2f47", ("digits", "test"): "ffa4c0127993623c",
+             ("shapes", "train"): "d5462547f0e3c6d5", ("shapes", "test"): "7fb0a1ce31cb29ac"},
+    "AVX512": {("digits", "train"): "3d5769436df5b1a6", ("digits", "test"): "81f57f73d51aa20a",
+               ("shapes", "train"): "bc53e8392425f5a0", ("shapes", "test"): "c06750593b911c87"},
+}
+
+
+@pytest.mark.parametrize("objects, split", [("digits", "train"), ("digits", "test"), ("shapes", "train"),
+                                            ("shapes", "test")])
+def test_clutter_digits_and_shapes_are_bitwise_unchanged(objects, split):
     """Run stores hash the data options and figures were made from these sets:
     adding objects="both" must not change a bit of the ten-class sets (digests
-    taken before it was added; float results of this machine's torch build)."""
+    taken before it was added, per kind of CPU kernels)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability not in CLUTTER_DIGESTS:
+        pytest.skip(f"no reference digests for this CPU's kernels ({capability}); they were taken on "
+                    f"{' and '.join(CLUTTER_DIGESTS)}")
     assert _digest(C._generate_cached.__wrapped__(300, split, 0, 32, objects, C.SCALE, 1.25, C.CONTRAST,
-                                                  (32.0, 64.0))[0]) == digest
+                                                  (32.0, 64.0))[0]) == CLUTTER_DIGESTS[capability][objects, split]
 
 
 def test_clutter_both_has_twenty_balanced_classes():
