@@ -303,18 +303,26 @@ def page(lab, browser_tools):
             context.close()
 
 
-@pytest.mark.slow
-def test_01_slider_redraws_the_gallery(lab, page):
+def _first_move(lab, page, notebook: str, marker: str, tag: str):
+    """Open ``notebook``, run it up to the interactive cell holding ``marker``, check its first picture is not
+    blank, move the λ slider and wait for the new picture: ``(cell, before, after, screenshots folder)``."""
     url, token, shots = lab
-    _open_notebook(page, url, token, "01_mixed_samples.ipynb")
-    cell = page.locator(".jp-CodeCell", has_text="widgets.interact(show, policy=")
+    _open_notebook(page, url, token, notebook)
+    cell = page.locator(".jp-CodeCell", has_text=marker)
     _run_up_to(page, cell, CELLS_S)
     before = _picture(cell)
-    (shots / "01-before.png").write_bytes(before)
-    assert _grey_std(before) > BLANK_STD, "01: the first picture is blank"
+    (shots / f"{tag}-before.png").write_bytes(before)
+    assert _grey_std(before) > BLANK_STD, f"{tag}: the first picture is blank"
     _move_slider(page, cell, "λ")
     after = _wait_for_new_picture(page, cell, before, RERENDER_S)
-    cell.locator(".widget-interact").screenshot(path=str(shots / "browser-01.png"))
+    cell.locator(".widget-interact").screenshot(path=str(shots / f"browser-{tag}.png"))
+    return cell, before, after, shots
+
+
+@pytest.mark.slow
+def test_01_slider_redraws_the_gallery(lab, page):
+    cell, before, after, shots = _first_move(lab, page, "01_mixed_samples.ipynb", "widgets.interact(show, policy=",
+                                             "01")
     _check_picture(after, before, "01 (λ moved)", shots / "01-after.png")
     assert not any((shots.parent / "runs").iterdir()), "the copy of 01 under test must not train a run"
 
@@ -330,16 +338,7 @@ def test_06_sliders_redraw_the_gradient_bars(lab, page):
     from mixviz import viz
     from mixviz.analysis import dm
 
-    url, token, shots = lab
-    _open_notebook(page, url, token, "06_dm_loss.ipynb")
-    cell = page.locator(".jp-CodeCell", has_text="show_prediction, lam=")
-    _run_up_to(page, cell, CELLS_S)
-    before = _picture(cell)
-    (shots / "06-before.png").write_bytes(before)
-    assert _grey_std(before) > BLANK_STD, "06: the first picture is blank"
-    _move_slider(page, cell, "λ")
-    after = _wait_for_new_picture(page, cell, before, RERENDER_S)
-    cell.locator(".widget-interact").screenshot(path=str(shots / "browser-06.png"))
+    cell, before, after, shots = _first_move(lab, page, "06_dm_loss.ipynb", "show_prediction, lam=", "06")
     _check_picture(after, before, "06 (λ moved, kernel idle)", shots / "06-after-idle.png", _expected_bars(cell))
 
     # the rest of the notebook (sections 2 and 3: pictures drawn in the main thread), and the slider meanwhile
