@@ -275,8 +275,13 @@ def test_the_headline_is_quoted_from_summary_json_with_the_machine_spread(tmp_pa
     (tmp_path / "figures" / "summary.json").write_text(json.dumps({"preset": "quick", "headline": headline}))
     text = ur.sources()["headline"]
     assert text.startswith(headline + "\n\n(Preset `quick`, from [figures/summary.json](figures/summary.json).)")
-    assert ("the same code and seed gave cutmix + dm (seed 0) 68.0 % test accuracy in the committed figures and "
-            "55.0 % on another 2-core CPU of the same kind, 13 points apart") in text
+    assert ("the same code and seed gave cutmix + dm (seed 0) 68.0 % test accuracy on one 2-core CPU and 55.0 % on "
+            "another, 13 points apart. So") in text  # no reproduction report in this tree
+    (tmp_path / "results" / "full" / "reproduce.md").write_text(
+        "# R\n\nMean absolute deviation 2.2 points over 25 runs; largest 9.4 points (x).\n")
+    text = ur.sources()["headline"]
+    assert ("another CPU kind: mean absolute deviation 2.2 points over 25 runs; largest 9.4 points (x) "
+            "([results/full/reproduce.md](results/full/reproduce.md)). So") in text
     assert "mixviz reproduce" in text
     # no headline in the file (a preset without a no-mixing baseline): no section
     (tmp_path / "figures" / "summary.json").write_text(json.dumps({"preset": "quick", "headline": ""}))
