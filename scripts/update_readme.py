@@ -146,7 +146,7 @@ def sources() -> dict[str, str | None]:
     results = ROOT / "benchmarks" / "results"
     for name, title in (("mixing.md", "Mixing policies"), ("learned.md", "Learned and hidden-layer mixing"),
                         ("losses.md", "Losses"), ("loop.md", "Training loop"),
-                        ("methods.md", "Training step per method")):
+                        ("methods.md", "Training step per method"), ("cli.md", "The command line")):
         text = _read(results / name)
         if text:
             bench.append(f"### {title}\n\n{_demote(text)}")

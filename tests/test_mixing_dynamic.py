@@ -344,7 +344,7 @@ def test_fine_grained_finds_the_odd_patch():
         # on and off are each scaled to 255 by their own peak, so a map has two or more pixels at 1
         # (here the patch and a pixel it contrasts with); the patch holds one of them
         assert sal[k, r0:r0 + 3, c0:c0 + 3].max() == 1
-    with pytest.raises(ValueError, match="B, C, H, W"):
+    with pytest.raises(ValueError, match="x must be 4-D"):
         fine_grained_saliency(x[0])
 
 
@@ -386,3 +386,16 @@ def test_train_mode_saliency_updates_batchnorm_stats():
     mix("puzzlemix", x, torch.tensor([0, 1, 2, 0]), model=model, saliency_mode="train")
     assert not torch.equal(model[1].running_mean, before)
     assert model.training and all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("fn", ["fine_grained_saliency", "spectral_residual_saliency"])
+def test_model_free_saliency_rejects_bad_images(fn):
+    from mixviz.mixing import dynamic
+
+    saliency = getattr(dynamic, fn)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        saliency([[0.0]])
+    with pytest.raises(ValueError, match="x must be 4-D"):
+        saliency(torch.zeros(2, 8, 8))
+    with pytest.raises(TypeError, match="x must be a floating-point"):
+        saliency(torch.zeros(1, 3, 8, 8, dtype=torch.long))

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixviz._validation import as_labels, autocast_like, check_choice, check_positive
+from mixviz._validation import as_labels, autocast_like, check_choice, check_positive, check_tensor
 from mixviz.mixing.batch import MixedBatch
 from mixviz.mixing.static import _box_between, _check_batch, _draw_pairs, _expand, _masked_batch
 
@@ -141,6 +141,7 @@ def spectral_residual_saliency(x: torch.Tensor, *, size: int | None = 64, sigma:
     check_positive("window", window, integer=True)
     if window % 2 == 0:
         raise ValueError(f"window must be odd, got {window}")
+    check_tensor("x", x, ndim=4, floating=True)
     x = x.detach().to(torch.float32)
     height, width = x.shape[-2:]
     if x.shape[1] == 3:
@@ -236,9 +237,8 @@ def fine_grained_saliency(x: torch.Tensor) -> torch.Tensor:
     photo), and in RGB
     order where OpenCV expects BGR (so their luma weighs red by 0.114 and
     blue by 0.299); here ``x`` is read as the RGB picture it shows."""
+    check_tensor("x", x, ndim=4, floating=True)
     x = x.detach().to(torch.float32)
-    if x.dim() != 4:
-        raise ValueError(f"x must be [B, C, H, W], got shape {tuple(x.shape)}")
     _, c, height, width = x.shape
     u = (x * 255).round().clamp(0, 255)
     if c == 3:
