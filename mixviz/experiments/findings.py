@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from mixviz import stats
+from mixviz.experiments.reading import _interval as _iv  # a table row's difference as an Interval
 from mixviz.experiments.reading import name
 
 __all__ = ["NOT_TESTED", "METRIC_NAMES", "seeds_text", "interval_text", "verdict_text", "difference_text", "near_zero_note",
@@ -101,11 +102,6 @@ def near_zero_note(iv: stats.Interval, *, scale: float = 100.0, unit: str = "poi
             f"is starred, but only just, so a bound printed as about 0 is no contradiction. The data say the "
             f"difference is unlikely to be 0 or of the other sign; they do not say it is large: anything from about "
             f"0 to {max(abs(iv.low), abs(iv.high)) * scale:.1f} {unit} fits them.")
-
-
-def _iv(row: Mapping[str, Any] | pd.Series, metric: str) -> stats.Interval:
-    half = row.get(f"{metric}_ci", math.nan)
-    return stats.Interval(float(row[metric]), float(half) if not pd.isna(half) else math.nan, int(row["seeds"]))
 
 
 def _difference(row: Mapping[str, Any] | pd.Series, metric: str, against: str) -> str:

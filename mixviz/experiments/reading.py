@@ -12,6 +12,8 @@ builds one of them from its tables, so that tests can feed it hand-made ones.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,9 @@ def name(method: str) -> str:
 
 
 def _interval(row: Mapping[str, Any] | pd.Series, metric: str) -> stats.Interval:
-    return stats.Interval(float(row[metric]), float(row[f"{metric}_ci"]), int(row["seeds"]))
+    """A table row's paired difference of ``metric`` as an Interval (half-width NaN without a ``_ci`` value)."""
+    half = row.get(f"{metric}_ci", math.nan)
+    return stats.Interval(float(row[metric]), float(half) if not pd.isna(half) else math.nan, int(row["seeds"]))
 
 
 def difference(row: Mapping[str, Any] | pd.Series, metric: str = "test_acc", scale: float = 100.0) -> str:
